@@ -1,0 +1,61 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Both create .venv (Python 3.10) if missing and install the pinned set.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::FutureWarning
+
+.PHONY: install demo test test-all lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@set -e; \
+	if [ ! -x "$(PY)" ]; then \
+	  py310=$$(command -v python3.10 || true); \
+	  if [ -z "$$py310" ] && command -v pyenv >/dev/null; then \
+	    py310=$$(ls -d "$$(pyenv root)"/versions/3.10.*/bin/python 2>/dev/null | tail -n 1); \
+	  fi; \
+	  if [ -z "$$py310" ]; then \
+	    echo "Python 3.10 not found: install python3.10 (or pyenv install 3.10) and rerun."; \
+	    exit 1; \
+	  fi; \
+	  if ! command -v uv >/dev/null; then \
+	    "$$py310" -m pip install -q uv 2>/dev/null || true; \
+	  fi; \
+	  if command -v uv >/dev/null; then \
+	    uv venv -q --seed -p "$$py310" $(VENV); \
+	  else \
+	    "$$py310" -m venv $(VENV); \
+	  fi; \
+	fi; \
+	if command -v uv >/dev/null; then \
+	  uv pip install -q -p $(PY) -c constraints.txt -e '.[pipeline,dev]'; \
+	else \
+	  $(PY) -m pip install -q -c constraints.txt -e '.[pipeline,dev]'; \
+	fi; \
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m benchmarks.reviews_keras
+
+test: install
+	$(PY) -m pytest -q -n 2
+
+test-all: install
+	$(PY) -m pytest -q -n 2 -m ''
+
+lint: install
+	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) -m benchmarks.layer_speed
+
+clean:
+	rm -rf $(VENV)
