@@ -1,0 +1,132 @@
+"""ExpertGate: one task's softmax gate over the experts."""
+
+import keras
+from keras import ops
+
+from keras_mmoe import _validation
+
+
+@keras.saving.register_keras_serializable(package="keras_mmoe")
+class ExpertGate(keras.layers.Layer):
+    """A task's gate: softmax weights over `num_experts` experts.
+
+    `g(x) = softmax((x W + b) / temperature)`. In training, `dropout` drops
+    each expert with that probability and renormalizes the softmax over the
+    experts kept (never all of them), the remedy for gate polarization of
+    Zhao et al. (2019). At inference the gate is deterministic.
+
+    Args:
+        num_experts: int. Number of experts to weigh.
+        temperature: float. Softmax temperature; below 1 sharpens the gate
+            (towards one-hot as it goes to 0), above 1 flattens it.
+        dropout: float in [0, 1). Probability of dropping each expert in
+            training.
+        use_bias: bool. Whether the gate logits have a bias.
+        kernel_initializer: initializer for the gate kernel.
+        bias_initializer: initializer for the gate bias.
+        kernel_regularizer: optional regularizer for the gate kernel.
+        seed: optional int, seed of the gate dropout.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor of shape `(batch, features)`.
+        training: bool, whether gate dropout applies.
+
+    Returns:
+        Tensor of shape `(batch, num_experts)`; each row sums to 1.
+
+    Example:
+    >>> gate = ExpertGate(num_experts=4)
+    >>> gate(np.ones((2, 8))).shape
+    (2, 4)
+
+    Reference:
+        - Ma et al., "Modeling Task Relationships in Multi-task Learning with
+          Multi-gate Mixture-of-Experts", KDD 2018.
+        - Zhao et al., "Recommending What Video to Watch Next: A Multitask
+          Ranking System", RecSys 2019.
+    """
+
+    def __init__(
+        self,
+        num_experts: int,
+        temperature: float = 1.0,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_experts = _validation.positive_int("num_experts", num_experts)
+        self.temperature = _validation.positive_float(
+            "temperature", temperature
+        )
+        self.dropout = _validation.rate("dropout", dropout)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(input_shape[-1], self.num_experts),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias",
+                shape=(self.num_experts,),
+                initializer=self.bias_initializer,
+            )
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs, training=None):
+        logits = ops.matmul(inputs, self.kernel)  # (batch, num_experts)
+        if self.bias is not None:
+            logits = logits + self.bias
+        logits = logits / self.temperature
+        if training and self.dropout > 0:
+            keep = (
+                keras.random.uniform(
+                    ops.shape(logits), seed=self.seed_generator
+                )
+                >= self.dropout
+            )
+            # A row that dropped every expert keeps them all instead.
+            keep = ops.logical_or(
+                keep, ops.logical_not(ops.any(keep, axis=-1, keepdims=True))
+            )
+            # Softmax over the kept experts = renormalized dropout.
+            logits = ops.where(keep, logits, ops.full_like(logits, -1e9))
+        return ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.num_experts)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_experts": self.num_experts,
+            "temperature": self.temperature,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "seed": self.seed,
+        }

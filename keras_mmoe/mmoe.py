@@ -1,0 +1,169 @@
+"""MMoE: shared experts, one softmax gate per task."""
+
+import keras
+from keras import ops
+
+from keras_mmoe import _validation
+from keras_mmoe.expert_gate import ExpertGate
+from keras_mmoe.experts import Experts
+
+
+@keras.saving.register_keras_serializable(package="keras_mmoe")
+class MMoE(keras.layers.Layer):
+    """Multi-gate Mixture-of-Experts.
+
+    `f_k(x) = sum_i g_k(x)_i * expert_i(x)` for every task `k`, where the
+    experts are shared MLPs and `g_k` is task `k`'s own softmax gate
+    (`ExpertGate`). Tasks that need the same features learn similar gates;
+    tasks that conflict learn to use different experts.
+
+    Args:
+        num_experts: int. Number of shared experts.
+        expert_units: int or list of ints. Widths of each expert MLP.
+        num_tasks: int. Number of tasks (one gate and one output each).
+        expert_activation: activation of the expert layers.
+        gate_temperature: float. Softmax temperature of every gate.
+        gate_dropout: float in [0, 1). Expert dropout in the gates
+            (training only, renormalized).
+        return_gate_weights: bool. Also return each task's gate weights.
+        use_bias: bool. Whether experts and gates have biases.
+        kernel_initializer: initializer of the expert and gate kernels (each
+            expert gets its own copy).
+        bias_initializer: initializer of the biases.
+        kernel_regularizer: optional regularizer of all kernels.
+        seed: optional int, seed of the gate dropout.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, features)`.
+        training: bool, whether gate dropout applies.
+
+    Returns:
+        A list of `num_tasks` tensors `(batch, expert_units[-1])`; with
+        `return_gate_weights=True`, a pair `(outputs, gate_weights)` where
+        `gate_weights` is a list of `num_tasks` tensors `(batch, num_experts)`.
+
+    Example:
+    >>> layer = MMoE(num_experts=4, expert_units=16, num_tasks=2)
+    >>> [t.shape for t in layer(np.ones((3, 8)))]
+    [(3, 16), (3, 16)]
+
+    Reference:
+        - Ma et al., "Modeling Task Relationships in Multi-task Learning with
+          Multi-gate Mixture-of-Experts", KDD 2018.
+    """
+
+    def __init__(
+        self,
+        num_experts: int,
+        expert_units,
+        num_tasks: int,
+        expert_activation="relu",
+        gate_temperature: float = 1.0,
+        gate_dropout: float = 0.0,
+        return_gate_weights: bool = False,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_experts = _validation.positive_int("num_experts", num_experts)
+        self.expert_units = _validation.units_list("expert_units", expert_units)
+        self.num_tasks = _validation.positive_int("num_tasks", num_tasks)
+        self.gate_temperature = _validation.positive_float(
+            "gate_temperature", gate_temperature
+        )
+        self.gate_dropout = _validation.rate("gate_dropout", gate_dropout)
+        self.expert_activation = keras.activations.get(expert_activation)
+        self.return_gate_weights = bool(return_gate_weights)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.seed = seed
+
+        # === Layers ===
+        self.experts = Experts(
+            num_experts=self.num_experts,
+            units=self.expert_units,
+            activation=self.expert_activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name="experts",
+        )
+        self.gates = [
+            ExpertGate(
+                num_experts=self.num_experts,
+                temperature=self.gate_temperature,
+                dropout=self.gate_dropout,
+                use_bias=self.use_bias,
+                kernel_initializer=self.kernel_initializer,
+                bias_initializer=self.bias_initializer,
+                kernel_regularizer=self.kernel_regularizer,
+                seed=None if seed is None else seed + k,
+                dtype=self.dtype_policy,
+                name=f"gate_{k}",
+            )
+            for k in range(self._num_gates())
+        ]
+
+    def _num_gates(self) -> int:
+        return self.num_tasks
+
+    def build(self, input_shape):
+        self.experts.build(input_shape)
+        for gate in self.gates:
+            gate.build(input_shape)
+
+    def call(self, inputs, training=None):
+        expert_outputs = self.experts(inputs)  # (batch, experts, units)
+        gate_weights = [gate(inputs, training=training) for gate in self.gates]
+        if len(gate_weights) == 1:  # One gate shared by every task (OMoE).
+            gate_weights = gate_weights * self.num_tasks
+        # (batch, 1, experts) @ (batch, experts, units) -> (batch, 1, units)
+        outputs = [
+            ops.squeeze(
+                ops.matmul(ops.expand_dims(g, 1), expert_outputs), axis=1
+            )
+            for g in gate_weights
+        ]  # num_tasks x (batch, units)
+        if self.return_gate_weights:
+            return outputs, gate_weights
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        out = [(input_shape[0], self.expert_units[-1])] * self.num_tasks
+        if self.return_gate_weights:
+            return out, [(input_shape[0], self.num_experts)] * self.num_tasks
+        return out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_experts": self.num_experts,
+            "expert_units": self.expert_units,
+            "num_tasks": self.num_tasks,
+            "expert_activation": keras.activations.serialize(
+                self.expert_activation
+            ),
+            "gate_temperature": self.gate_temperature,
+            "gate_dropout": self.gate_dropout,
+            "return_gate_weights": self.return_gate_weights,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "seed": self.seed,
+        }
