@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 
-def _clone(initializer, seed_offset: int):
+def clone(initializer, seed_offset: int):
     """A copy of `initializer` whose random stream differs per expert.
 
     Keras 3 initializers are stateless: one instance (or a clone with the same
@@ -36,7 +36,7 @@ def per_expert(initializer, num_experts: int, axis: int):
         one_shape = list(shape)
         del one_shape[axis]
         slices = [
-            _clone(initializer, e)(tuple(one_shape), dtype=dtype)
+            clone(initializer, e)(tuple(one_shape), dtype=dtype)
             for e in range(num_experts)
         ]
         return ops.stack(slices, axis=axis)

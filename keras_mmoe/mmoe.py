@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mmoe import _validation
+from keras_mmoe import _initializers, _validation
 from keras_mmoe.expert_gate import ExpertGate
 from keras_mmoe.experts import Experts
 
@@ -103,7 +103,11 @@ class MMoE(keras.layers.Layer):
                 temperature=self.gate_temperature,
                 dropout=self.gate_dropout,
                 use_bias=self.use_bias,
-                kernel_initializer=self.kernel_initializer,
+                # Own copy per gate: a shared stateless initializer would
+                # start every task's gate at the same weights.
+                kernel_initializer=_initializers.clone(
+                    self.kernel_initializer, k
+                ),
                 bias_initializer=self.bias_initializer,
                 kernel_regularizer=self.kernel_regularizer,
                 seed=None if seed is None else seed + k,
