@@ -131,8 +131,7 @@ class CGC(keras.layers.Layer):
         )
         if self.return_shared_output:
             gate_sizes.append(
-                self.num_tasks * self.num_task_experts
-                + self.num_shared_experts
+                self.num_tasks * self.num_task_experts + self.num_shared_experts
             )
         self.gates = [
             ExpertGate(
@@ -172,9 +171,7 @@ class CGC(keras.layers.Layer):
         self.task_experts.build(task_shapes)
         self.shared_experts.build(shared_shape)
         for k, gate in enumerate(self.gates):
-            gate.build(
-                shared_shape if k == self.num_tasks else task_shapes[k]
-            )
+            gate.build(shared_shape if k == self.num_tasks else task_shapes[k])
 
     def call(self, inputs, training=None):
         task_inputs, shared_input = self._split_inputs(inputs)

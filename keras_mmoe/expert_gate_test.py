@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from keras_mmoe import _testing
+from keras_mmoe.expert_gate import ExpertGate
+
+X = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+
+
+def _gate(**kwargs):
+    gate = ExpertGate(num_experts=5, name="gate", **kwargs)
+    gate.build(X.shape)
+    _testing.randomize(gate)
+    return gate
+
+
+def test_gate_equals_softmax_of_affine_logits():
+    gate = _gate(temperature=2.0)
+    expected = _testing.gate(_testing.weights_of(gate), X, "", 2.0)
+    np.testing.assert_allclose(np.asarray(gate(X)), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gate(X)).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_temperature_towards_zero_gives_one_hot():
+    gate = _gate(temperature=1e-4)
+    weights = np.asarray(gate(X))
+    logits = X @ np.asarray(gate.kernel) + np.asarray(gate.bias)
+    np.testing.assert_allclose(
+        weights, np.eye(5)[logits.argmax(axis=1)], atol=1e-6
+    )
+
+
+def test_high_temperature_flattens():
+    flat = np.asarray(_gate(temperature=1e4)(X))
+    np.testing.assert_allclose(flat, 0.2, atol=1e-3)
+
+
+def test_gate_dropout_drops_experts_and_renormalizes():
+    gate = _gate(dropout=0.5, seed=3)
+    full = np.asarray(gate(X))
+    dropped = np.asarray(gate(X, training=True))
+    kept = dropped > 0
+    assert 0 < (~kept).sum() < kept.size  # Some experts dropped, not all.
+    assert kept.any(axis=1).all()  # Never every expert of a row.
+    np.testing.assert_allclose(dropped.sum(axis=1), 1.0, rtol=1e-6)
+    # Kept experts keep their relative weights: full renormalized over kept.
+    renormalized = full * kept / (full * kept).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(dropped, renormalized, rtol=1e-5, atol=1e-7)
+    # Inference is deterministic and untouched by dropout.
+    np.testing.assert_allclose(np.asarray(gate(X, training=False)), full)
+
+
+def test_dropout_rate_is_about_the_rate():
+    gate = _gate(dropout=0.3, seed=1)
+    x = np.repeat(X, 200, axis=0)
+    dropped_fraction = (np.asarray(gate(x, training=True)) == 0).mean()
+    assert 0.25 < dropped_fraction < 0.35
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_experts": 0}, "num_experts=0"),
+        ({"num_experts": 2, "temperature": 0.0}, "temperature=0.0"),
+        ({"num_experts": 2, "dropout": 1.0}, "dropout=1.0"),
+    ],
+)
+def test_invalid_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ExpertGate(**kwargs)
+
+
+def test_output_shape_and_serialization(tmp_path):
+    assert ExpertGate(4).compute_output_shape((None, 3)) == (None, 4)
+    _testing.assert_saves_and_loads(
+        lambda: ExpertGate(4, temperature=0.5, dropout=0.1), X, tmp_path
+    )

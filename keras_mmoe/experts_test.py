@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_mmoe import _testing
+from keras_mmoe.experts import Experts
+
+
+@pytest.mark.parametrize("units", [8, [8, 4], [6, 5, 3]])
+def test_fused_experts_equal_a_per_expert_loop(units):
+    x = np.random.default_rng(1).normal(size=(7, 5)).astype("float32")
+    layer = Experts(num_experts=4, units=units, name="experts")
+    layer.build(x.shape)
+    _testing.randomize(layer)
+    out = np.asarray(layer(x))
+    expected = _testing.experts(_testing.weights_of(layer), x, prefix="")
+    assert out.shape == (7, 4, np.atleast_1d(units)[-1])
+    for e, h in enumerate(expected):
+        np.testing.assert_allclose(out[:, e], h, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_experts_read_their_own_input():
+    rng = np.random.default_rng(2)
+    xs = [rng.normal(size=(3, 5)).astype("float32") for _ in range(3)]
+    layer = Experts(num_experts=6, units=[4, 2], num_groups=3, name="experts")
+    layer.build([x.shape for x in xs])
+    _testing.randomize(layer)
+    out = np.asarray(layer(xs))
+    expected = _testing.experts(_testing.weights_of(layer), xs, prefix="")
+    for e, h in enumerate(expected):
+        np.testing.assert_allclose(out[:, e], h, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_count_does_not_grow_with_experts():
+    for num_experts in (1, 8, 64):
+        layer = Experts(num_experts=num_experts, units=[4, 4])
+        layer.build((None, 3))
+        assert len(layer.weights) == 4
+
+
+@pytest.mark.parametrize(
+    "initializer, std",
+    [
+        # Fans are one expert's (16 in, 16 out), not the fused tensor's.
+        ("glorot_uniform", np.sqrt(2 / (16 + 16))),
+        (keras.initializers.HeNormal(seed=7), np.sqrt(2 / 16)),
+    ],
+)
+def test_each_expert_gets_its_own_initial_values(initializer, std):
+    layer = Experts(
+        num_experts=4, units=[16, 16], kernel_initializer=initializer
+    )
+    layer.build((None, 32))
+    first = np.asarray(layer.kernels[0])[0]  # (in, experts, units)
+    deep = np.asarray(layer.kernels[1])  # (experts, in, out)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not np.allclose(first[:, a], first[:, b])
+            assert not np.allclose(deep[a], deep[b])
+    np.testing.assert_allclose(deep.std(), std, rtol=0.1)
+
+
+def test_seeded_initializer_builds_the_same_experts_twice():
+    def build():
+        layer = Experts(
+            2, 8, kernel_initializer=keras.initializers.GlorotUniform(seed=3)
+        )
+        layer.build((None, 4))
+        return np.asarray(layer.kernels[0])
+
+    np.testing.assert_array_equal(build(), build())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_experts": 0, "units": 4}, "num_experts=0"),
+        ({"num_experts": 2, "units": []}, "units=[]"),
+        ({"num_experts": 2, "units": [4, -1]}, "units=[4, -1]"),
+        ({"num_experts": 3, "units": 4, "num_groups": 2}, "num_groups=2"),
+    ],
+)
+def test_invalid_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        Experts(**kwargs)
+
+
+def test_output_shape_and_serialization(tmp_path):
+    layer = Experts(3, [8, 2])
+    assert layer.compute_output_shape((None, 5)) == (None, 3, 2)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    _testing.assert_saves_and_loads(lambda: Experts(3, [8, 2]), x, tmp_path)

@@ -1,0 +1,112 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_mmoe import _testing
+from keras_mmoe.mmoe import MMoE
+
+X = np.random.default_rng(0).normal(size=(9, 6)).astype("float32")
+
+
+@pytest.mark.parametrize("units", [4, [8, 3]])
+def test_outputs_equal_numpy_equations(units):
+    layer = MMoE(num_experts=3, expert_units=units, num_tasks=2)
+    layer.build(X.shape)
+    _testing.randomize(layer)
+    expected = _testing.mmoe(_testing.weights_of(layer), X, num_tasks=2)
+    for out, ref in zip(layer(X), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_hand_set_weights_give_hand_computed_outputs():
+    # One input feature = 1. Expert e computes relu(e + 1); gate 0 prefers
+    # expert 1 (logits [0, ln 3]), gate 1 is uniform.
+    layer = MMoE(num_experts=2, expert_units=1, num_tasks=2)
+    layer.build((None, 1))
+    layer.experts.kernels[0].assign(np.array([[[[1.0], [2.0]]]]))
+    layer.experts.biases[0].assign(np.zeros((2, 1)))
+    layer.gates[0].kernel.assign(np.array([[0.0, np.log(3.0)]]))
+    layer.gates[0].bias.assign(np.zeros(2))
+    layer.gates[1].kernel.assign(np.zeros((1, 2)))
+    layer.gates[1].bias.assign(np.zeros(2))
+    out0, out1 = layer(np.ones((1, 1), "float32"))
+    np.testing.assert_allclose(np.asarray(out0), [[0.25 * 1 + 0.75 * 2]])
+    np.testing.assert_allclose(np.asarray(out1), [[1.5]])
+
+
+def test_return_gate_weights():
+    layer = MMoE(4, 8, 3, return_gate_weights=True)
+    outputs, gates = layer(X)
+    assert [tuple(o.shape) for o in outputs] == [(9, 8)] * 3
+    for g in gates:
+        np.testing.assert_allclose(np.asarray(g).sum(axis=1), 1.0, rtol=1e-6)
+    assert layer.compute_output_shape((None, 6)) == (
+        [(None, 8)] * 3,
+        [(None, 4)] * 3,
+    )
+
+
+def test_task_gates_start_different():
+    layer = MMoE(4, 8, 2)
+    layer.build((None, 6))
+    assert not np.allclose(layer.gates[0].kernel, layer.gates[1].kernel)
+
+
+def test_weight_count_does_not_grow_with_experts():
+    sizes = set()
+    for num_experts in (2, 16):
+        layer = MMoE(num_experts, [8, 8], num_tasks=3)
+        layer.build((None, 6))
+        sizes.add(len(layer.weights))
+    assert sizes == {4 + 2 * 3}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_experts": -1, "expert_units": 4, "num_tasks": 2}, "-1"),
+        ({"num_experts": 2, "expert_units": 0, "num_tasks": 2}, "units=0"),
+        ({"num_experts": 2, "expert_units": 4, "num_tasks": 0}, "tasks=0"),
+        (
+            {
+                "num_experts": 2,
+                "expert_units": 4,
+                "num_tasks": 2,
+                "gate_dropout": -0.1,
+            },
+            "-0.1",
+        ),
+    ],
+)
+def test_invalid_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MMoE(**kwargs)
+
+
+def test_serialization_and_saving(tmp_path):
+    _testing.assert_saves_and_loads(
+        lambda: MMoE(3, [8, 4], 2, gate_temperature=0.7), X, tmp_path
+    )
+
+
+def test_fit_reduces_loss_on_two_synthetic_tasks():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2048, 8)).astype("float32")
+    y1 = np.sin(x[:, :4].sum(axis=1, keepdims=True))
+    y2 = np.cos(x[:, 4:].sum(axis=1, keepdims=True))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    t1, t2 = MMoE(num_experts=4, expert_units=32, num_tasks=2)(inputs)
+    model = keras.Model(
+        inputs,
+        {
+            "a": keras.layers.Dense(1, name="a")(t1),
+            "b": keras.layers.Dense(1, name="b")(t2),
+        },
+    )
+    model.compile(keras.optimizers.Adam(1e-2), loss="mse")
+    history = model.fit(
+        x, {"a": y1, "b": y2}, epochs=15, batch_size=128, verbose=0
+    )
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0] / 3, losses

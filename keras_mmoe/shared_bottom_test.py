@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from keras_mmoe import _testing
+from keras_mmoe.shared_bottom import SharedBottom
+
+X = np.random.default_rng(0).normal(size=(9, 6)).astype("float32")
+
+
+def test_outputs_equal_numpy_mlp():
+    layer = SharedBottom(units=[8, 3], num_tasks=2)
+    layer.build(X.shape)
+    _testing.randomize(layer)
+    w = _testing.weights_of(layer)
+    h = _testing.relu(X @ w["dense_0/kernel"] + w["dense_0/bias"])
+    h = _testing.relu(h @ w["dense_1/kernel"] + w["dense_1/bias"])
+    outputs = layer(X)
+    assert len(outputs) == 2
+    for out in outputs:
+        np.testing.assert_allclose(np.asarray(out), h, rtol=1e-5, atol=1e-5)
+
+
+def test_layers_start_from_different_draws():
+    layer = SharedBottom(units=[8, 8], num_tasks=2)
+    layer.build((None, 8))
+    a, b = (np.asarray(d.kernel) for d in layer.dense_layers)
+    assert not np.allclose(a, b)
+
+
+def test_invalid_arguments_name_the_value():
+    with pytest.raises(ValueError, match="units='wide'"):
+        SharedBottom(units="wide", num_tasks=2)
+    with pytest.raises(ValueError, match="dropout=2"):
+        SharedBottom(units=4, num_tasks=2, dropout=2)
+
+
+def test_serialization_and_saving(tmp_path):
+    _testing.assert_saves_and_loads(
+        lambda: SharedBottom([8, 4], 3, dropout=0.1), X, tmp_path
+    )
