@@ -1,4 +1,4 @@
-"""Argument checks shared by the layers: fail at construction, repeat the value."""
+"""Argument checks shared by the layers: fail early, repeat the value."""
 
 
 def positive_int(name: str, value) -> int:
