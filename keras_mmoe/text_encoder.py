@@ -1,0 +1,356 @@
+"""TextEncoder: padded token ids -> one vector per text."""
+
+import keras
+from keras import ops
+
+from keras_mmoe import _initializers, _validation
+
+ENCODERS = ("mean", "mean_max", "cnn", "transformer")
+
+
+@keras.saving.register_keras_serializable(package="keras_mmoe")
+class TextEncoder(keras.layers.Layer):
+    """Encodes padded token ids into one fixed-size vector per text.
+
+    Id 0 is padding. The padding mask is computed from the ids themselves
+    (`ids != 0`), not taken from Keras implicit mask propagation, so the layer
+    behaves the same in functional and subclassed models and on every
+    backend. Padding embeddings are zeroed, and padding never enters a pooled
+    value: adding trailing padding leaves the output unchanged, and a text of
+    padding only encodes to a zero vector (never NaN).
+
+    Encoders (`output_dim` in brackets):
+
+    - `"mean"`: mean of the embeddings of the non-padding tokens
+      (`embedding_dim`).
+    - `"mean_max"`: that mean concatenated with the element-wise max over the
+      non-padding tokens (`2 * embedding_dim`).
+    - `"cnn"`: one `Conv1D` of `num_filters` filters per kernel size, each
+      followed by a max over the non-padding positions, concatenated (Kim,
+      2014) (`num_filters * len(kernel_sizes)`). Convolutions are causal:
+      the window at token `t` reads tokens `t - k + 1 .. t`, zero embeddings
+      before the text, so the output does not depend on trailing padding
+      and a text shorter than a kernel still has a window.
+    - `"transformer"`: token plus learned position embeddings (positions
+      `0 .. max_length - 1`), one post-norm Transformer encoder block
+      (multi-head self-attention that ignores padding keys, residual,
+      LayerNorm, feed-forward of width `ff_dim`, residual, LayerNorm),
+      then the mean over the non-padding tokens (`embedding_dim`).
+
+    Args:
+        vocabulary_size: int. Number of token ids, padding id 0 included.
+        embedding_dim: int. Width of the token embeddings.
+        encoder: str. One of `"mean"`, `"mean_max"`, `"cnn"`,
+            `"transformer"`.
+        num_filters: int. Filters per kernel size (`"cnn"`).
+        kernel_sizes: int or list of ints. Convolution widths (`"cnn"`).
+        num_heads: int. Attention heads (`"transformer"`); must divide
+            `embedding_dim`.
+        ff_dim: int. Hidden width of the feed-forward (`"transformer"`).
+        max_length: optional int. Longest sequence the position embedding
+            covers; required by `"transformer"`, ignored otherwise.
+        dropout: float in [0, 1). Dropout on the token embeddings in training,
+            and in the Transformer block on attention weights and both
+            residual branches.
+        activation: activation of the convolutions and of the feed-forward
+            hidden layer.
+        embeddings_initializer: initializer of the token (and position)
+            embeddings.
+        kernel_initializer: initializer of the convolution and Transformer
+            kernels; each sub-layer gets its own copy.
+        embeddings_regularizer: optional regularizer of the token embeddings.
+        seed: optional int, seed of the dropout.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: int tensor `(batch, sequence_length)` of token ids, 0 for
+            padding. For `"transformer"`, `sequence_length <= max_length`.
+        training: bool, whether dropout applies.
+
+    Returns:
+        Tensor `(batch, output_dim)`.
+
+    Example:
+    >>> encoder = TextEncoder(vocabulary_size=100, embedding_dim=8)
+    >>> tuple(encoder(np.array([[5, 7, 0, 0], [3, 0, 0, 0]])).shape)
+    (2, 8)
+    >>> TextEncoder(100, 8, encoder="cnn", num_filters=4).output_dim
+    12
+
+    Reference:
+        - Kim, "Convolutional Neural Networks for Sentence Classification",
+          EMNLP 2014.
+        - Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        embedding_dim: int = 64,
+        encoder: str = "mean",
+        num_filters: int = 64,
+        kernel_sizes=(2, 3, 4),
+        num_heads: int = 2,
+        ff_dim: int = 128,
+        max_length: int | None = None,
+        dropout: float = 0.0,
+        activation="relu",
+        embeddings_initializer="uniform",
+        kernel_initializer="glorot_uniform",
+        embeddings_regularizer=None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = _validation.positive_int(
+            "vocabulary_size", vocabulary_size
+        )
+        self.embedding_dim = _validation.positive_int(
+            "embedding_dim", embedding_dim
+        )
+        if encoder not in ENCODERS:
+            raise ValueError(
+                f"`encoder` expected one of {ENCODERS}. "
+                f"Received: encoder={encoder!r}"
+            )
+        self.encoder = encoder
+        self.num_filters = _validation.positive_int("num_filters", num_filters)
+        self.kernel_sizes = _validation.units_list("kernel_sizes", kernel_sizes)
+        self.num_heads = _validation.positive_int("num_heads", num_heads)
+        self.ff_dim = _validation.positive_int("ff_dim", ff_dim)
+        self.max_length = (
+            None
+            if max_length is None
+            else _validation.positive_int("max_length", max_length)
+        )
+        self.dropout = _validation.rate("dropout", dropout)
+        self.activation = keras.activations.get(activation)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(
+            embeddings_regularizer
+        )
+        self.seed = seed
+        if encoder == "transformer":
+            if self.max_length is None:
+                raise ValueError(
+                    "`max_length` is required by encoder='transformer' (it "
+                    "sizes the position embedding). "
+                    f"Received: max_length={max_length!r}"
+                )
+            if embedding_dim % num_heads:
+                raise ValueError(
+                    "`num_heads` must divide `embedding_dim`. Received: "
+                    f"num_heads={num_heads!r}, embedding_dim={embedding_dim!r}"
+                )
+
+        if encoder == "cnn":
+            self.output_dim = self.num_filters * len(self.kernel_sizes)
+        elif encoder == "mean_max":
+            self.output_dim = 2 * self.embedding_dim
+        else:
+            self.output_dim = self.embedding_dim
+
+        # === Layers ===
+        # mask_zero stays False: the mask is computed from the ids in call().
+        self.token_embedding = keras.layers.Embedding(
+            self.vocabulary_size,
+            self.embedding_dim,
+            embeddings_initializer=_initializers.clone(
+                self.embeddings_initializer, 0
+            ),
+            embeddings_regularizer=self.embeddings_regularizer,
+            dtype=self.dtype_policy,
+            name="token_embedding",
+        )
+        self.embedding_dropout = keras.layers.Dropout(
+            self.dropout, seed=seed, dtype=self.dtype_policy
+        )
+        self.convolutions = []
+        if encoder == "cnn":
+            self.convolutions = [
+                keras.layers.Conv1D(
+                    self.num_filters,
+                    width,
+                    padding="causal",
+                    activation=self.activation,
+                    kernel_initializer=_initializers.clone(
+                        self.kernel_initializer, i
+                    ),
+                    dtype=self.dtype_policy,
+                    name=f"conv_{i}",
+                )
+                for i, width in enumerate(self.kernel_sizes)
+            ]
+        if encoder == "transformer":
+            self.attention = keras.layers.MultiHeadAttention(
+                num_heads=self.num_heads,
+                key_dim=self.embedding_dim // self.num_heads,
+                dropout=self.dropout,
+                kernel_initializer=_initializers.clone(
+                    self.kernel_initializer, 0
+                ),
+                seed=seed,
+                dtype=self.dtype_policy,
+                name="attention",
+            )
+            self.attention_norm = keras.layers.LayerNormalization(
+                dtype=self.dtype_policy, name="attention_norm"
+            )
+            self.feedforward_hidden = keras.layers.Dense(
+                self.ff_dim,
+                activation=self.activation,
+                kernel_initializer=_initializers.clone(
+                    self.kernel_initializer, 1
+                ),
+                dtype=self.dtype_policy,
+                name="feedforward_hidden",
+            )
+            self.feedforward_output = keras.layers.Dense(
+                self.embedding_dim,
+                kernel_initializer=_initializers.clone(
+                    self.kernel_initializer, 2
+                ),
+                dtype=self.dtype_policy,
+                name="feedforward_output",
+            )
+            self.feedforward_norm = keras.layers.LayerNormalization(
+                dtype=self.dtype_policy, name="feedforward_norm"
+            )
+            self.residual_dropout = keras.layers.Dropout(
+                self.dropout, seed=seed, dtype=self.dtype_policy
+            )
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                "`TextEncoder` expected token ids of shape (batch, "
+                f"sequence_length). Received: input_shape={input_shape}"
+            )
+        sequence_length = input_shape[1]
+        self.token_embedding.build(input_shape)
+        embedded_shape = (*input_shape, self.embedding_dim)
+        for conv in self.convolutions:
+            conv.build(embedded_shape)
+        if self.encoder == "transformer":
+            if (
+                sequence_length is not None
+                and sequence_length > self.max_length
+            ):
+                raise ValueError(
+                    "Sequences are longer than the position embedding. "
+                    f"Received: sequence_length={sequence_length}, "
+                    f"max_length={self.max_length}"
+                )
+            self.position_embeddings = self.add_weight(
+                name="position_embeddings",
+                shape=(self.max_length, self.embedding_dim),
+                initializer=_initializers.clone(self.embeddings_initializer, 1),
+            )
+            self.attention.build(embedded_shape, embedded_shape)
+            self.attention_norm.build(embedded_shape)
+            self.feedforward_hidden.build(embedded_shape)
+            self.feedforward_output.build((*input_shape, self.ff_dim))
+            self.feedforward_norm.build(embedded_shape)
+
+    def call(self, inputs, training=None):
+        ids = ops.cast(inputs, "int32")
+        mask = ops.not_equal(ids, 0)  # (batch, length)
+        float_mask = ops.expand_dims(
+            ops.cast(mask, self.compute_dtype), -1
+        )  # (batch, length, 1)
+        h = self.token_embedding(ids)  # (batch, length, embedding_dim)
+        if self.encoder == "transformer":
+            length = ops.shape(ids)[1]
+            h = h + self.position_embeddings[:length]
+        h = h * float_mask  # Padding embeddings are zero.
+        if self.dropout:
+            h = self.embedding_dropout(h, training=training)
+
+        if self.encoder == "mean":
+            return _masked_mean(h, float_mask)
+        if self.encoder == "mean_max":
+            return ops.concatenate(
+                [_masked_mean(h, float_mask), _masked_max(h, mask)], axis=-1
+            )  # (batch, 2 * embedding_dim)
+        if self.encoder == "cnn":
+            return ops.concatenate(
+                [_masked_max(conv(h), mask) for conv in self.convolutions],
+                axis=-1,
+            )  # (batch, num_filters * len(kernel_sizes))
+        return _masked_mean(
+            self._transformer_block(h, mask, training), float_mask
+        )
+
+    def _transformer_block(self, h, mask, training):
+        # Queries attend to the text's tokens only. An all-padding text lets
+        # its queries attend everywhere instead: a row with no key allowed
+        # could give NaN, and that text's output is zeroed by the pooling.
+        key_mask = ops.logical_or(
+            mask, ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
+        )
+        attention_mask = ops.expand_dims(key_mask, 1)  # (batch, 1, length)
+        attended = self.attention(
+            h, h, attention_mask=attention_mask, training=training
+        )  # (batch, length, embedding_dim)
+        if self.dropout:
+            attended = self.residual_dropout(attended, training=training)
+        h = self.attention_norm(h + attended)
+        ff = self.feedforward_output(self.feedforward_hidden(h))
+        if self.dropout:
+            ff = self.residual_dropout(ff, training=training)
+        return self.feedforward_norm(h + ff)  # (batch, length, embedding_dim)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "encoder": self.encoder,
+            "num_filters": self.num_filters,
+            "kernel_sizes": self.kernel_sizes,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "max_length": self.max_length,
+            "dropout": self.dropout,
+            "activation": keras.activations.serialize(self.activation),
+            "embeddings_initializer": keras.initializers.serialize(
+                self.embeddings_initializer
+            ),
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "embeddings_regularizer": keras.regularizers.serialize(
+                self.embeddings_regularizer
+            ),
+            "seed": self.seed,
+        }
+
+
+def _masked_mean(h, float_mask):
+    """Mean over the positions where the mask is 1; zeros if there are none.
+
+    h: (batch, length, dim); float_mask: (batch, length, 1).
+    """
+    total = ops.sum(h * float_mask, axis=1)  # (batch, dim)
+    count = ops.sum(float_mask, axis=1)  # (batch, 1)
+    return total / ops.maximum(count, 1.0)
+
+
+def _masked_max(h, mask):
+    """Max over the positions where `mask` is True; zeros if there are none.
+
+    h: (batch, length, dim); mask: bool (batch, length).
+    """
+    mask = ops.expand_dims(mask, -1)  # (batch, length, 1)
+    # Below every value of h yet finite in any dtype (a -1e9 fill is -inf in
+    # float16); it never wins the max of a text that has a token.
+    lowest = ops.min(h) - 1.0
+    largest = ops.max(ops.where(mask, h, lowest), axis=1)  # (batch, dim)
+    has_token = ops.any(mask, axis=1)  # (batch, 1)
+    return ops.where(has_token, largest, ops.zeros_like(largest))
