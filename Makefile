@@ -42,10 +42,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(PY) -m benchmarks.reviews_keras
 
-test: install
+test: lint
 	$(PY) -m pytest -q -n 2
 
-test-all: install
+test-all: lint
 	$(PY) -m pytest -q -n 2 -m ''
 
 lint: install

@@ -1,8 +1,47 @@
 """keras_mmoe: multi-task Mixture-of-Experts layers and models for Keras 3."""
 
+from keras_mmoe import gate_diagnostics, losses, metrics
+from keras_mmoe.cgc import CGC
 from keras_mmoe.expert_gate import ExpertGate
 from keras_mmoe.experts import Experts
+from keras_mmoe.gate_diagnostics import (
+    GateDiagnostics,
+    collect_gate_weights,
+    gate_statistics,
+    plot_gate_heatmap,
+)
+from keras_mmoe.losses import (
+    MaskedBinaryCrossentropy,
+    MaskedSparseCategoricalCrossentropy,
+)
 from keras_mmoe.mmoe import MMoE
+from keras_mmoe.multitask_model import MultiTaskModel
 from keras_mmoe.omoe import OMoE
+from keras_mmoe.ple import PLE
+from keras_mmoe.shared_bottom import SharedBottom
+from keras_mmoe.task import Task
+from keras_mmoe.text_encoder import TextEncoder
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CGC",
+    "ExpertGate",
+    "Experts",
+    "GateDiagnostics",
+    "MMoE",
+    "MaskedBinaryCrossentropy",
+    "MaskedSparseCategoricalCrossentropy",
+    "MultiTaskModel",
+    "OMoE",
+    "PLE",
+    "SharedBottom",
+    "Task",
+    "TextEncoder",
+    "collect_gate_weights",
+    "gate_diagnostics",
+    "gate_statistics",
+    "losses",
+    "metrics",
+    "plot_gate_heatmap",
+]

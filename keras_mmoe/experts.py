@@ -1,4 +1,4 @@
-"""Experts: many same-shaped MLP experts computed fused, in one weight a layer."""
+"""Experts: same-shaped MLP experts computed fused, one weight a layer."""
 
 import keras
 from keras import ops

@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_mmoe.multitask_model import BODIES, MultiTaskModel
+from keras_mmoe.task import Task
+
+TASKS = [Task("a", 2), Task("b", 3, loss_weight=0.5)]
+SMALL = {
+    "mmoe": {"num_experts": 3, "expert_units": 8},
+    "omoe": {"num_experts": 3, "expert_units": 8},
+    "shared_bottom": {"units": 8},
+    "cgc": {"num_shared_experts": 2, "num_task_experts": 1, "expert_units": 8},
+    "ple": {
+        "num_levels": 2,
+        "num_shared_experts": 1,
+        "num_task_experts": 1,
+        "expert_units": 8,
+    },
+    "single_task": {"units": 8},
+}
+
+
+def synthetic(n=1024, seed=0):
+    """Two related tasks on 6 features: a = sign(x0 + x1), b = bin of x0."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    a = (x[:, 0] + x[:, 1] > 0).astype("int32")
+    b = np.digitize(x[:, 0], [-0.5, 0.5]).astype("int32")
+    return x, {"a": a, "b": b}
+
+
+def dense_model(body="mmoe", **kwargs):
+    return MultiTaskModel(
+        TASKS, body=body, body_config=SMALL[body], input_dim=6, **kwargs
+    )
+
+
+@pytest.mark.parametrize("body", sorted(BODIES))
+def test_every_body_gives_a_dict_of_heads_and_learns(body):
+    keras.utils.set_random_seed(0)
+    x, y = synthetic()
+    model = dense_model(body)
+    out = model(x[:4])
+    assert sorted(out) == ["a", "b"]
+    assert tuple(out["a"].shape) == (4, 1)
+    np.testing.assert_allclose(np.asarray(out["b"]).sum(axis=1), 1, rtol=1e-5)
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(x, y, epochs=12, batch_size=64, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0] / 2.5, history["loss"]
+    assert history["a_accuracy"][-1] > 0.9
+    assert {"a_loss", "b_loss", "b_macro_f1", "a_auc"} <= set(history)
+
+
+def test_missing_labels_add_nothing_and_never_nan():
+    keras.utils.set_random_seed(0)
+    x, y = synthetic(256)
+    model = dense_model()
+    model.compile()
+    full = model.evaluate(x, y, verbose=0, return_dict=True)
+    missing = {"a": y["a"], "b": np.full_like(y["b"], -1)}
+    partial = model.evaluate(x, missing, verbose=0, return_dict=True)
+    assert partial["b_loss"] == 0.0
+    np.testing.assert_allclose(partial["a_loss"], full["a_loss"], rtol=1e-5)
+    np.testing.assert_allclose(partial["loss"], full["a_loss"], rtol=1e-5)
+    # Half the rows unlabelled: the task loss is the mean over the others.
+    half = {"a": np.where(np.arange(256) % 2, -1, y["a"]), "b": y["b"]}
+    on_half = model.evaluate(
+        x[::2],
+        {"a": y["a"][::2], "b": y["b"][::2]},
+        verbose=0,
+        return_dict=True,
+        batch_size=128,
+    )
+    masked = model.evaluate(
+        x, half, verbose=0, return_dict=True, batch_size=256
+    )
+    np.testing.assert_allclose(masked["a_loss"], on_half["a_loss"], rtol=1e-5)
+    history = model.fit(x, missing, epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_total_loss_uses_fixed_weights():
+    x, y = synthetic(128)
+    model = dense_model()
+    model.compile()
+    m = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=128)
+    np.testing.assert_allclose(
+        m["loss"], m["a_loss"] + 0.5 * m["b_loss"], rtol=1e-5
+    )
+
+
+def test_uncertainty_weighting_formula_and_learning():
+    keras.utils.set_random_seed(0)
+    x, y = synthetic(512)
+    model = dense_model(loss_weighting="uncertainty")
+    model.compile(keras.optimizers.Adam(5e-2))
+    model.task_log_variances.assign([0.5, -1.0])
+    y_pred = model(x)
+    total = model.compute_loss(x, y, y_pred)
+    la = model._task_losses[0](y["a"], y_pred["a"])
+    lb = model._task_losses[1](y["b"], y_pred["b"])
+    expected = (np.exp(-0.5) * la + 0.25) + 0.5 * (np.exp(1.0) * lb - 0.5)
+    np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
+    model.task_log_variances.assign([0.0, 0.0])
+    model.fit(x, y, epochs=5, batch_size=64, verbose=0)
+    s = np.asarray(model.task_log_variances)
+    assert np.all(np.isfinite(s)) and not np.allclose(s, 0.0)
+
+
+def test_gate_model_rows_sum_to_one():
+    x, _ = synthetic(16)
+    for body, width in [("mmoe", 3), ("ple", 2)]:
+        gates = dense_model(body).gate_model()(x)
+        assert sorted(gates) == ["a", "b"]
+        for g in gates.values():
+            assert tuple(g.shape) == (16, width)
+            np.testing.assert_allclose(ops.sum(g, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="shared_bottom"):
+        dense_model("shared_bottom").gate_model()
+
+
+@pytest.mark.parametrize("body", ["mmoe", "ple", "single_task"])
+def test_text_model_saves_and_loads(body, tmp_path):
+    model = MultiTaskModel(
+        TASKS,
+        body=body,
+        body_config=SMALL[body],
+        text_encoder={"vocabulary_size": 50, "embedding_dim": 8},
+        sequence_length=7,
+        loss_weighting="uncertainty",
+    )
+    model.compile()
+    ids = np.random.default_rng(0).integers(0, 50, size=(5, 7)).astype("int32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    assert loaded.compiled and loaded.loss_weighting == "uncertainty"
+    for task in ("a", "b"):
+        np.testing.assert_allclose(
+            np.asarray(loaded(ids)[task]),
+            np.asarray(model(ids)[task]),
+            rtol=1e-6,
+        )
+
+
+def test_single_task_body_shares_nothing():
+    model = dense_model("single_task")
+    names = {w.path.split("/")[0] for w in model.weights}
+    assert {"a_bottom", "b_bottom"} <= names
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tasks": []}, "at least one task"),
+        ({"tasks": [Task("a", 2), Task("a", 3)]}, "unique"),
+        ({"body": "moe"}, "body='moe'"),
+        ({"input_dim": None}, "exactly one"),
+        ({"loss_weighting": "gradnorm"}, "gradnorm"),
+        ({"body_config": {"num_expert": 3}}, "num_expert"),
+    ],
+)
+def test_invalid_arguments_name_the_problem(kwargs, message):
+    args = {"tasks": TASKS, "input_dim": 6, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        MultiTaskModel(**args)
