@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks import evaluation, reviews_data
 from keras_mmoe import MultiTaskModel, Task, gate_diagnostics
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = pathlib.Path(__file__).resolve().parent.parent / "output" / "keras_demo"
 
 
 def vectorize(texts, max_tokens, sequence_length):
