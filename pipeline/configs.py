@@ -1,0 +1,29 @@
+"""Pipeline constants and defaults (constants only)."""
+
+PIPELINE_NAME = "keras-mmoe"
+MODEL_NAME = "mmoe"
+
+# Trainer hyperparameters (custom_config of the Trainer), overridable from
+# the `mmoe run` command line.
+TRAINER_DEFAULTS = {
+    "body": "mmoe",
+    "body_config": None,  # None: the body's defaults for text.
+    "encoder": "cnn",
+    "embedding_dim": 64,
+    "tower_units": [32],
+    "dropout": 0.2,
+    "epochs": 20,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "early_stopping_patience": 2,
+    "distribution": "default",  # default | mirrored | multi_worker_mirrored
+}
+
+# Evaluator: a model is blessed only if every task's metric on the test split
+# is at least this (binary tasks: AUC; multi-class: accuracy), and, when a
+# blessed model exists, no task's metric drops by more than CHANGE_THRESHOLD.
+DEFAULT_LOWER_BOUND = {"binary": 0.5, "multiclass": 0.0}
+CHANGE_THRESHOLD = 0.05
+
+# Fraction of rows per split when the data has no `split` column (hash split).
+HASH_BUCKETS = {"train": 8, "validation": 1, "test": 1}
