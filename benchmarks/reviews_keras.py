@@ -15,10 +15,12 @@ import time
 import keras
 import numpy as np
 
-from benchmarks import evaluation, reviews_data
+from benchmarks import reviews_data
 from keras_mmoe import MultiTaskModel, Task, gate_diagnostics
+from pipeline import evaluation
 
-RESULTS = pathlib.Path(__file__).resolve().parent.parent / "output" / "keras_demo"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "output" / "keras_demo"
 
 
 def vectorize(texts, max_tokens, sequence_length):
