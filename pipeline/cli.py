@@ -1,0 +1,164 @@
+"""The `mmoe` command: run the pipeline, predict with a pushed model."""
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+EXIT_BAD_INPUT = 2
+
+
+class _ComponentProgress(logging.Handler):
+    """Prints LocalDagRunner's component start/finish lines as progress."""
+
+    def __init__(self, out=sys.stdout):
+        super().__init__(level=logging.INFO)
+        self.out = out
+        self.started = {}
+
+    def emit(self, record):
+        message = record.getMessage()
+        if not message.startswith("Component "):
+            return
+        name = message.split(" ")[1]
+        if message.endswith(" is running."):
+            self.started[name] = time.perf_counter()
+            print(f"  {name} ...", file=self.out, flush=True)
+        elif message.endswith(" is finished."):
+            took = time.perf_counter() - self.started.get(name, 0)
+            print(f"  {name} done ({took:.0f} s)", file=self.out, flush=True)
+
+
+def _quiet_logs():
+    """Only warnings and per-component progress reach the terminal."""
+    import warnings
+
+    import absl.logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    absl.logging.set_verbosity(absl.logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in root.handlers:
+        handler.setLevel(logging.WARNING)
+    root.addHandler(_ComponentProgress())
+
+
+def _parse_bounds(values):
+    bounds = {}
+    for value in values or []:
+        task, _, number = value.partition("=")
+        try:
+            bounds[task] = float(number)
+        except ValueError:
+            raise SystemExit(
+                f"mmoe: --min-metric expects TASK=NUMBER. Received: {value!r}"
+            ) from None
+    return bounds
+
+
+def cmd_run(args) -> int:
+    from pipeline import ingest, report
+
+    trainer_config = {"body": args.body}
+    if args.epochs is not None:
+        trainer_config["epochs"] = args.epochs
+    print(f"Running the pipeline on {args.data} -> {args.output}")
+    try:
+        from pipeline import local_runner
+
+        _quiet_logs()
+        paths, summary = local_runner.run(
+            data=args.data,
+            text_columns=args.text_column,
+            label_columns=args.label_columns,
+            output=args.output,
+            trainer_config=trainer_config,
+            beam_args=args.beam_arg,
+            lower_bounds=_parse_bounds(args.min_metric),
+            enable_cache=not args.no_cache,
+        )
+    except ingest.InputError as e:
+        print(f"mmoe: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = report.write_report(paths, summary, args, sys.stdout)
+    return 0 if result else 1
+
+
+def cmd_predict(args) -> int:
+    from serving import predict
+
+    try:
+        results = predict.predict_texts(args.model, args.texts)
+    except FileNotFoundError as e:
+        print(f"mmoe: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmoe", description="Multi-task text classification with MMoE."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the TFX pipeline on a CSV")
+    run.add_argument("--data", required=True, help="CSV file (or .csv.gz)")
+    run.add_argument(
+        "--text-column",
+        nargs="+",
+        required=True,
+        metavar="COL",
+        help="text column(s), joined with a space",
+    )
+    run.add_argument(
+        "--label-columns",
+        nargs="+",
+        required=True,
+        metavar="COL",
+        help="one task per label column; an empty cell is a missing label",
+    )
+    run.add_argument("--output", required=True, help="output directory")
+    run.add_argument(
+        "--body",
+        default="mmoe",
+        choices=["mmoe", "omoe", "shared_bottom", "cgc", "ple", "single_task"],
+    )
+    run.add_argument("--epochs", type=int)
+    run.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="a Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner",
+    )
+    run.add_argument(
+        "--min-metric",
+        action="append",
+        metavar="TASK=VALUE",
+        help="least test AUC (binary) / accuracy (multi-class) to push",
+    )
+    run.add_argument("--no-cache", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    predict = commands.add_parser("predict", help="predict with a model")
+    predict.add_argument(
+        "--model",
+        required=True,
+        help="a SavedModel, or a TF Serving model dir (newest version used)",
+    )
+    predict.add_argument("texts", nargs="+")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Runs the pipeline locally: paths, the metadata store and LocalDagRunner."""
+
+import dataclasses
+import os
+
+from tfx import v1 as tfx
+
+from pipeline import configs, features, ingest
+from pipeline.pipeline import create_pipeline
+
+
+@dataclasses.dataclass
+class RunPaths:
+    output: str
+
+    @property
+    def data_root(self) -> str:
+        return os.path.join(self.output, "data")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output, "tfx")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output, "tfx", "metadata.db")
+
+    @property
+    def serving_root(self) -> str:
+        return os.path.join(self.output, "serving")
+
+
+def run(
+    data: str,
+    text_columns: list[str],
+    label_columns: list[str],
+    output: str,
+    trainer_config: dict | None = None,
+    beam_args: list[str] | None = None,
+    lower_bounds: dict[str, float] | None = None,
+    model_name: str = configs.MODEL_NAME,
+    enable_cache: bool = True,
+    preprocessing_overrides: dict | None = None,
+) -> tuple[RunPaths, ingest.IngestSummary]:
+    """Checks and stages `data`, then runs the whole pipeline on it."""
+    preprocessing = features.PreprocessingConfig(
+        text_columns, label_columns, **(preprocessing_overrides or {})
+    )
+    paths = RunPaths(os.path.abspath(output))
+    summary = ingest.ingest(data, text_columns, label_columns, paths.data_root)
+    data_root = (
+        paths.data_root
+        if summary.split_column
+        else os.path.join(paths.data_root, "all")
+    )
+    pipeline = create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=paths.pipeline_root,
+        data_root=data_root,
+        preprocessing_config=preprocessing.to_dict(),
+        tasks=summary.num_classes,
+        trainer_config={**configs.TRAINER_DEFAULTS, **(trainer_config or {})},
+        serving_model_dir=os.path.join(paths.serving_root, model_name),
+        split_column=summary.split_column,
+        lower_bounds=lower_bounds,
+        beam_pipeline_args=[
+            "--direct_running_mode=in_memory",
+            "--direct_num_workers=1",
+            *(beam_args or []),
+        ],
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                paths.metadata_path
+            )
+        ),
+        enable_cache=enable_cache,
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    return paths, summary

@@ -1,0 +1,131 @@
+"""After a run: per-task test metrics, the gate heatmap, where things went."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from pipeline import evaluation, features, ingest
+
+BATCH = 256
+
+
+def _latest(pattern: str) -> str | None:
+    """The artifact of the newest execution matching `<dir>/<id>[/...]`."""
+    found = glob.glob(pattern)
+    if not found:
+        return None
+
+    def execution_id(path):
+        parts = path[len(pattern.split("*")[0]) :].split(os.sep)
+        return int(parts[0]) if parts[0].isdigit() else -1
+
+    return max(found, key=execution_id)
+
+
+def _load(model_dir: str):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the TF-Text ops)
+
+    return tf.saved_model.load(model_dir)
+
+
+def test_metrics(model_dir, test_csv, config, class_names):
+    """{task: metrics} of the exported model on the test CSV's rows."""
+    model = _load(model_dir)
+    predict = model.signatures["predict_text"]
+    frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
+    texts = frame[config.text_columns].agg(" ".join, axis=1).tolist()
+    probabilities = {features.task_name(c): [] for c in config.label_columns}
+    for start in range(0, len(texts), BATCH):
+        out = predict(text=np.array(texts[start : start + BATCH], dtype=object))
+        for task in probabilities:
+            probabilities[task].append(out[f"{task}_probabilities"].numpy())
+    results = {}
+    for column in config.label_columns:
+        task = features.task_name(column)
+        index = {name: i for i, name in enumerate(class_names[task])}
+        labels = np.array(
+            [index.get(v.strip(), -1) for v in frame[column]], dtype="int64"
+        )
+        p = np.concatenate(probabilities[task])
+        results[column] = evaluation.task_metrics(
+            labels, p[:, 1:] if p.shape[1] == 2 else p
+        )
+        results[column]["unseen_or_missing_labels"] = int((labels < 0).sum())
+    return results
+
+
+def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
+    """Writes metrics.json and gates.png into the output dir; prints a table.
+
+    Returns whether a model was exported (and so metrics computed).
+    """
+    import tensorflow_transform as tft
+
+    from keras_mmoe import gate_diagnostics
+    from pipeline import preprocessing
+
+    root = paths.pipeline_root
+    model_dir = _latest(os.path.join(root, "Trainer", "model", "*"))
+    transform_dir = _latest(
+        os.path.join(root, "Transform", "transform_graph", "*")
+    )
+    if model_dir is None or transform_dir is None:
+        print("mmoe: the pipeline exported no model.", file=out)
+        return False
+    model_dir = os.path.join(model_dir, "Format-Serving")
+    config = features.PreprocessingConfig(args.text_column, args.label_columns)
+    tft_output = tft.TFTransformOutput(transform_dir)
+    class_names = {
+        task: preprocessing.class_names(tft_output, task)
+        for task in config.tasks
+    }
+    test_csv = os.path.join(paths.data_root, "test", "data.csv")
+    results = (
+        test_metrics(model_dir, test_csv, config, class_names)
+        if os.path.exists(test_csv)
+        else {}
+    )
+    blessing = _latest(os.path.join(root, "Evaluator", "blessing", "*"))
+    blessed = blessing is not None and os.path.exists(
+        os.path.join(blessing, "BLESSED")
+    )
+    report = {
+        "body": args.body,
+        "tasks": results,
+        "blessed": blessed,
+        "ingest": summary.__dict__,
+    }
+    os.makedirs(paths.output, exist_ok=True)
+    metrics_path = os.path.join(paths.output, "metrics.json")
+    tmp = metrics_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, metrics_path)
+
+    print("\nTest split metrics:", file=out)
+    print(evaluation.format_table(results), file=out)
+    print(f"\nMetrics: {metrics_path}", file=out)
+    run_dir = _latest(os.path.join(root, "Trainer", "model_run", "*"))
+    summary_path = run_dir and os.path.join(run_dir, "training_summary.json")
+    if summary_path and os.path.exists(summary_path):
+        with open(summary_path) as f:
+            gates = json.load(f).get("gate_statistics")
+        if gates:
+            png = gate_diagnostics.plot_gate_heatmap(
+                gates,
+                os.path.join(paths.output, "gates.png"),
+                title=f"{args.body} gates, validation split",
+            )
+            print(f"Gate heatmap: {png}", file=out)
+    serving = os.path.join(paths.serving_root)
+    pushed = sorted(glob.glob(os.path.join(serving, "*", "[0-9]*")))
+    if blessed and pushed:
+        print(f"Pushed model: {pushed[-1]}", file=out)
+    else:
+        print("Model not blessed by the Evaluator: not pushed.", file=out)
+    print(f"TensorBoard: tensorboard --logdir {run_dir}", file=out)
+    return True
