@@ -52,7 +52,13 @@ def _read(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
         engine="python",
         on_bad_lines=lambda line: bad.append(line) and None,
     )
-    return frame, len(bad), replaced
+    # Rows with too few fields come back padded with NaN: skip them too.
+    short = frame.isna().any(axis=1)
+    return (
+        frame[~short].reset_index(drop=True),
+        len(bad) + int(short.sum()),
+        replaced,
+    )
 
 
 def ingest(
