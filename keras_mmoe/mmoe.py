@@ -127,16 +127,17 @@ class MMoE(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         expert_outputs = self.experts(inputs)  # (batch, experts, units)
-        gate_weights = [gate(inputs, training=training) for gate in self.gates]
-        if len(gate_weights) == 1:  # One gate shared by every task (OMoE).
+        gate_weights = ops.stack(
+            [gate(inputs, training=training) for gate in self.gates], axis=1
+        )  # (batch, gates, experts)
+        # One batched matmul mixes the experts for every gate:
+        # (batch, gates, experts) @ (batch, experts, units).
+        mixed = ops.matmul(gate_weights, expert_outputs)
+        outputs = ops.unstack(mixed, axis=1)  # gates x (batch, units)
+        gate_weights = ops.unstack(gate_weights, axis=1)  # gates x (b, e)
+        if len(self.gates) == 1:  # One gate shared by every task (OMoE).
+            outputs = outputs * self.num_tasks
             gate_weights = gate_weights * self.num_tasks
-        # (batch, 1, experts) @ (batch, experts, units) -> (batch, 1, units)
-        outputs = [
-            ops.squeeze(
-                ops.matmul(ops.expand_dims(g, 1), expert_outputs), axis=1
-            )
-            for g in gate_weights
-        ]  # num_tasks x (batch, units)
         if self.return_gate_weights:
             return outputs, gate_weights
         return outputs
