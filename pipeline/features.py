@@ -1,0 +1,146 @@
+"""Feature names, defaults and the preprocessing config of the pipeline.
+
+Constants and pure helpers only: the trainer, the pipeline and the serving
+code import this without pulling in TFX or tf.Transform.
+"""
+
+import dataclasses
+import json
+import re
+
+# === Transformed feature keys and vocabulary file names ===
+
+# int64 (batch, max_length): token ids, 0 = padding.
+TOKEN_IDS = "token_ids"
+# Asset name of the token vocabulary in the Transform graph.
+TOKEN_VOCABULARY = "tokens_vocab"
+
+# === Defaults ===
+
+MAX_LENGTH = 128
+VOCABULARY_SIZE = 20000
+NUM_OOV_BUCKETS = 10
+# Raw text is cut to this many bytes before any other work, so one huge
+# review costs no more than a long one.
+MAX_TEXT_BYTES = 20000
+
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+def task_name(column: str) -> str:
+    """The output name of the task predicting CSV column `column`.
+
+    Lowercase, every run of non-alphanumerics becomes one `_`, and leading
+    or trailing `_` are stripped.
+
+    Example:
+    >>> task_name("Recommended IND")
+    'recommended_ind'
+    """
+    name = _NON_ALPHANUMERIC.sub("_", column.lower()).strip("_")
+    if not name:
+        raise ValueError(
+            "Expected a column name with at least one letter or digit. "
+            f"Received: column={column!r}"
+        )
+    return name
+
+
+def label_key(task: str) -> str:
+    """Transformed key of a task's label: int64 (batch,), -1 = missing."""
+    return f"{task}_label"
+
+
+def label_vocabulary_name(task: str) -> str:
+    """Asset name of a task's class vocabulary: line i is class i."""
+    return f"{task}_label_vocab"
+
+
+@dataclasses.dataclass
+class PreprocessingConfig:
+    """What `preprocessing_fn` reads from the raw examples and how.
+
+    Passed to the Transform component as `custom_config=config.to_dict()`;
+    TFX hands that dict back to `preprocessing_fn(inputs, custom_config)`.
+
+    Args:
+        text_columns: list of str. Raw columns joined with a space into the
+            one text the model reads, e.g. `["Title", "Review Text"]`.
+        label_columns: list of str. Raw columns that are classification
+            targets; each becomes the task `task_name(column)`.
+        max_length: int. Token ids per example (truncated or padded with 0).
+        vocabulary_size: int. The most frequent tokens kept in the vocabulary.
+        num_oov_buckets: int. Hash buckets for tokens outside the vocabulary.
+        max_text_bytes: int. The raw text is cut to this many bytes first.
+
+    Example:
+    >>> config = PreprocessingConfig(["Review Text"], ["Rating"])
+    >>> PreprocessingConfig.from_json(config.to_json()) == config
+    True
+    """
+
+    text_columns: list[str]
+    label_columns: list[str]
+    max_length: int = MAX_LENGTH
+    vocabulary_size: int = VOCABULARY_SIZE
+    num_oov_buckets: int = NUM_OOV_BUCKETS
+    max_text_bytes: int = MAX_TEXT_BYTES
+
+    def __post_init__(self):
+        for field in ("text_columns", "label_columns"):
+            value = getattr(self, field)
+            if isinstance(value, str) or not all(
+                isinstance(column, str) and column for column in value
+            ):
+                raise ValueError(
+                    f"`{field}` expected a list of non-empty column names. "
+                    f"Received: {field}={value!r}"
+                )
+            setattr(self, field, list(value))
+        if not self.text_columns:
+            raise ValueError(
+                "`text_columns` expected at least one column. "
+                f"Received: text_columns={self.text_columns!r}"
+            )
+        tasks = [task_name(column) for column in self.label_columns]
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(
+                "`label_columns` expected columns with distinct task names. "
+                f"Received: label_columns={self.label_columns!r} "
+                f"(task names {tasks!r})"
+            )
+        for field, minimum in (
+            ("max_length", 1),
+            ("vocabulary_size", 1),
+            ("num_oov_buckets", 1),
+            ("max_text_bytes", 1),
+        ):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                valid = False
+            else:
+                valid = value >= minimum
+            if not valid:
+                raise ValueError(
+                    f"`{field}` expected an integer >= {minimum}. "
+                    f"Received: {field}={value!r}"
+                )
+
+    @property
+    def tasks(self) -> list[str]:
+        """Task names, in the order of `label_columns`."""
+        return [task_name(column) for column in self.label_columns]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "PreprocessingConfig":
+        return cls(**config)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PreprocessingConfig":
+        return cls.from_dict(json.loads(text))
