@@ -1,0 +1,403 @@
+"""The Trainer's `run_fn`: trains a MultiTaskModel on the transformed data.
+
+Reads the Transform's output (`token_ids` and one `<task>_label` per task,
+-1 = missing), builds `keras_mmoe.MultiTaskModel` over a `TextEncoder`,
+trains with early stopping on the validation loss, and exports a SavedModel
+with the Transform graph inside (`serving.export`).
+
+Hyperparameters come from the Trainer's `custom_config` (defaults in
+`pipeline.configs.TRAINER_DEFAULTS`):
+
+- `preprocessing`: `PreprocessingConfig.to_dict()` of the Transform (the
+  pipeline passes it); gives `text_columns`, `label_columns` and
+  `num_oov_buckets`.
+- `text_columns`, `label_columns`: optional overrides; `label_columns` may
+  pick a subset of the Transform's label columns to train on.
+- `body`, `body_config`: the shared body and its arguments.
+- `encoder`, `embedding_dim`: the `TextEncoder`'s kind and width;
+  `text_encoder_config` (dict) adds any other `TextEncoder` argument.
+- `tower_units`, `dropout`, `loss_weighting` (`"fixed"`/`"uncertainty"`).
+- `epochs`, `batch_size` (global, across replicas), `learning_rate`,
+  `early_stopping_patience`, `seed`.
+- `distribution`: `"default"`, `"mirrored"` or `"multi_worker_mirrored"`.
+- `tasks` (task -> number of classes, from the pipeline) is only checked
+  against the label vocabularies, which decide the number of classes.
+
+Writes into `fn_args.model_run_dir`: TensorBoard logs (with gate scalars for
+gated bodies), `model.keras`, and `training_summary.json` (epochs run, best
+validation loss, per-task label counts, final metrics, gate statistics).
+`fn_args.train_steps` (TrainArgs.num_steps) is not used: training runs
+`epochs` passes over the data, stopped early on the validation loss.
+"""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx_bsl.public import tfxio
+
+from keras_mmoe import GateDiagnostics, MultiTaskModel, Task, gate_diagnostics
+from keras_mmoe.multitask_model import GATED_BODIES
+from pipeline import configs, features, preprocessing
+from serving import export
+
+SUMMARY_FILE = "training_summary.json"
+KERAS_MODEL_FILE = "model.keras"
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker_mirrored")
+# Gate statistics are measured on at most this many validation rows.
+GATE_EXAMPLES = 2048
+_COUNT_BATCH = 1024
+
+
+def _strategy(name: str) -> tf.distribute.Strategy:
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(
+        f"`distribution` expected one of {DISTRIBUTIONS}. Received: "
+        f"distribution={name!r}"
+    )
+
+
+def _dataset(
+    fn_args,
+    tft_output: tft.TFTransformOutput,
+    files,
+    tasks: list[str],
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Transformed examples -> `(token_ids int32, {task: label int32})`."""
+    dataset = fn_args.data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            num_epochs=1,
+            shuffle=shuffle,
+            shuffle_seed=seed,
+            label_key=None,
+        ),
+        tft_output.transformed_metadata.schema,
+    )
+
+    def split(batch):
+        x = tf.cast(batch[features.TOKEN_IDS], tf.int32)
+        y = {
+            task: tf.cast(
+                tf.reshape(batch[features.label_key(task)], [-1]), tf.int32
+            )
+            for task in tasks
+        }  # (batch,) each, -1 = missing
+        return x, y
+
+    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _label_counts(dataset: tf.data.Dataset, num_classes: dict) -> tuple:
+    """Rows, and per task the count of each class index (one pass)."""
+    counts = {task: np.zeros(n, np.int64) for task, n in num_classes.items()}
+    rows = 0
+    for _, labels in dataset:
+        for task, label in labels.items():
+            label = label.numpy()
+            label = label[(label >= 0) & (label < num_classes[task])]
+            counts[task] += np.bincount(label, minlength=num_classes[task])
+        rows += int(next(iter(labels.values())).shape[0])
+    return rows, counts
+
+
+def _check_trainable(
+    columns: dict[str, str], counts: dict, files, rows: int
+) -> None:
+    """A clear error for a task that cannot be trained, naming its column."""
+    if rows == 0:
+        raise ValueError(f"The training data has no rows. Files: {files!r}")
+    for task, column in columns.items():
+        labelled = int(counts[task].sum())
+        present = int((counts[task] > 0).sum())
+        if labelled == 0:
+            raise ValueError(
+                f"Label column {column!r} (task {task!r}) has no labelled "
+                f"rows in the training data ({rows} rows): every label is "
+                "missing. Drop the column or label some rows."
+            )
+        if present < 2:
+            raise ValueError(
+                f"Label column {column!r} (task {task!r}) has a single class "
+                f"in the training data ({labelled} labelled rows): a "
+                "classifier needs at least two. Drop the column."
+            )
+
+
+def _class_names(tft_output, columns: dict[str, str]) -> dict[str, list]:
+    names = {}
+    for task, column in columns.items():
+        names[task] = preprocessing.class_names(tft_output, task)
+        if len(names[task]) < 2:
+            raise ValueError(
+                f"Label column {column!r} (task {task!r}) has "
+                f"{len(names[task])} class(es) in its label vocabulary "
+                f"{names[task]!r}: a classifier needs at least two. Drop the "
+                "column."
+            )
+    return names
+
+
+def _config(custom_config: dict | None) -> dict:
+    custom_config = dict(custom_config or {})
+    config = {**configs.TRAINER_DEFAULTS, **custom_config}
+    prep = features.PreprocessingConfig.from_dict(
+        {
+            **(custom_config.get("preprocessing") or {}),
+            **{
+                k: custom_config[k]
+                for k in ("text_columns", "label_columns")
+                if custom_config.get(k)
+            },
+        }
+        if custom_config.get("preprocessing")
+        else {
+            "text_columns": custom_config.get("text_columns"),
+            "label_columns": custom_config.get("label_columns"),
+        }
+    )
+    config["preprocessing"] = prep
+    transform_labels = (custom_config.get("preprocessing") or {}).get(
+        "label_columns", prep.label_columns
+    )
+    config["transform_label_columns"] = list(transform_labels)
+    if config["distribution"] not in DISTRIBUTIONS:
+        _strategy(config["distribution"])  # raises
+    for key in ("epochs", "batch_size", "early_stopping_patience"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{key}` expected a positive integer. Received: "
+                f"{key}={value!r}"
+            )
+    return config
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# TFX Trainer calls this.
+def run_fn(fn_args) -> None:
+    """Trains, writes TensorBoard logs and a summary, exports for serving.
+
+    Args:
+        fn_args: `tfx.components.FnArgs` from the Trainer: `train_files`,
+            `eval_files`, `data_accessor`, `transform_graph_path`,
+            `custom_config` (see the module docstring), `model_run_dir` and
+            `serving_model_dir`.
+    """
+    config = _config(fn_args.custom_config)
+    prep = config["preprocessing"]
+    # `transform_output` is the deprecated name of `transform_graph_path`.
+    tft_output = tft.TFTransformOutput(
+        getattr(fn_args, "transform_graph_path", None)
+        or fn_args.transform_output
+    )
+    columns = {features.task_name(c): c for c in prep.label_columns}
+    tasks = list(columns)
+    spec = tft_output.transformed_feature_spec()
+    missing = [
+        features.label_key(t)
+        for t in tasks
+        if features.label_key(t) not in spec
+    ]
+    if missing:
+        raise ValueError(
+            f"Label features {missing!r} are not in the Transform output. "
+            f"Its features: {sorted(spec)!r}"
+        )
+    sequence_length = int(spec[features.TOKEN_IDS].shape[0])
+    vocabulary_size = (
+        tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY)
+        + 1  # padding id 0
+        + prep.num_oov_buckets
+    )
+    class_names = _class_names(tft_output, columns)
+    num_classes = {t: len(class_names[t]) for t in tasks}
+    for task, expected in (config.get("tasks") or {}).items():
+        if task in num_classes and expected != num_classes[task]:
+            logging.warning(
+                "Task %r: %d classes in the training split's vocabulary, %d "
+                "in the pipeline's tasks; using the vocabulary.",
+                task,
+                num_classes[task],
+                expected,
+            )
+
+    rows, counts = _label_counts(
+        _dataset(
+            fn_args,
+            tft_output,
+            fn_args.train_files,
+            tasks,
+            _COUNT_BATCH,
+            shuffle=False,
+        ),
+        num_classes,
+    )
+    _check_trainable(columns, counts, fn_args.train_files, rows)
+    val_rows, val_counts = _label_counts(
+        _dataset(
+            fn_args,
+            tft_output,
+            fn_args.eval_files,
+            tasks,
+            _COUNT_BATCH,
+            shuffle=False,
+        ),
+        num_classes,
+    )
+    if val_rows == 0:
+        raise ValueError(
+            "The validation data has no rows; early stopping needs some. "
+            f"Files: {fn_args.eval_files!r}"
+        )
+
+    seed = config.get("seed")
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    batch_size = config["batch_size"]
+    train = _dataset(
+        fn_args,
+        tft_output,
+        fn_args.train_files,
+        tasks,
+        batch_size,
+        shuffle=True,
+        seed=seed,
+    ).prefetch(tf.data.AUTOTUNE)
+    validation = _dataset(
+        fn_args,
+        tft_output,
+        fn_args.eval_files,
+        tasks,
+        batch_size,
+        shuffle=False,
+    ).cache()
+
+    strategy = _strategy(config["distribution"])
+    with strategy.scope():
+        model = MultiTaskModel(
+            tasks=[Task(t, num_classes[t]) for t in tasks],
+            body=config["body"],
+            body_config=config.get("body_config"),
+            text_encoder={
+                "vocabulary_size": vocabulary_size,
+                "embedding_dim": config["embedding_dim"],
+                "encoder": config["encoder"],
+                "max_length": sequence_length,
+                **(config.get("text_encoder_config") or {}),
+            },
+            sequence_length=sequence_length,
+            tower_units=config["tower_units"],
+            dropout=config["dropout"],
+            loss_weighting=config.get("loss_weighting", "fixed"),
+        )
+        model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
+
+    gated = config["body"] in GATED_BODIES
+    gate_data = validation.take(max(1, GATE_EXAMPLES // batch_size))
+    diagnostics = (
+        GateDiagnostics(
+            gate_data, log_dir=fn_args.model_run_dir, batch_size=batch_size
+        )
+        if gated
+        else None
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=config["early_stopping_patience"],
+        restore_best_weights=True,
+    )
+    callbacks = [
+        *([diagnostics] if diagnostics else []),
+        early_stopping,
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+    ]
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=config["epochs"],
+        callbacks=callbacks,
+        verbose=2,
+    ).history
+
+    # The restored (best) weights, measured again.
+    final = model.evaluate(validation, return_dict=True, verbose=0)
+    val_losses = history["val_loss"]
+    best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
+    summary = {
+        "epochs_run": len(val_losses),
+        "best_epoch": best_epoch,
+        "best_val_loss": None if best_epoch is None else val_losses[best_epoch],
+        "validation_metrics": final,
+        "history": history,
+        "tasks": {
+            t: {
+                "column": columns[t],
+                "num_classes": num_classes[t],
+                "class_names": class_names[t],
+                "train_label_counts": counts[t].tolist(),
+                "validation_label_counts": val_counts[t].tolist(),
+            }
+            for t in tasks
+        },
+        "train_rows": rows,
+        "validation_rows": val_rows,
+        "vocabulary_size": vocabulary_size,
+        "sequence_length": sequence_length,
+        "config": {
+            k: v
+            for k, v in config.items()
+            if k not in ("preprocessing", "tasks")
+        },
+        "preprocessing": prep.to_dict(),
+        "gates": (
+            gate_diagnostics.gate_statistics(
+                gate_diagnostics.collect_gate_weights(
+                    model.gate_model(), gate_data, batch_size=batch_size
+                )
+            )
+            if gated
+            else None
+        ),
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(
+        os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w"
+    ) as f:
+        json.dump(_jsonable(summary), f, indent=2)
+    model.save(os.path.join(fn_args.model_run_dir, KERAS_MODEL_FILE))
+
+    export.export_serving_model(
+        model,
+        tft_output,
+        fn_args.serving_model_dir,
+        text_columns=prep.text_columns,
+        label_columns=config["transform_label_columns"],
+        class_names=class_names,
+    )

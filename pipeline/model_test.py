@@ -1,0 +1,195 @@
+"""run_fn on a tiny Transform output: trains, summarizes, exports."""
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline import model as trainer
+from pipeline import testing
+
+TASKS = {"recommended_ind": 2, "department_name": 3}
+
+
+def _config(tiny, **overrides):
+    return {
+        "preprocessing": tiny.preprocessing_config,
+        # The tiny Transform also has a single-class column; train the rest.
+        "label_columns": [testing.RECOMMENDED, testing.DEPARTMENT],
+        "tasks": TASKS,
+        "body": "mmoe",
+        "body_config": {"num_experts": 3, "expert_units": 8},
+        "encoder": "mean",
+        "embedding_dim": 8,
+        "tower_units": [8],
+        "dropout": 0.0,
+        "epochs": 4,
+        "batch_size": 16,
+        "learning_rate": 0.02,
+        "early_stopping_patience": 2,
+        "distribution": "default",
+        "seed": 1,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tiny = testing.tiny_transform()
+    out = str(tmp_path_factory.mktemp("trainer"))
+    fn_args = testing.trainer_fn_args(tiny, out, _config(tiny))
+    trainer.run_fn(fn_args)
+    return tiny, fn_args
+
+
+def test_run_fn_trains_and_writes_summary(trained):
+    _, fn_args = trained
+    with open(os.path.join(fn_args.model_run_dir, trainer.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    assert 1 <= summary["epochs_run"] <= 4
+    history = summary["history"]
+    assert history["loss"][-1] < history["loss"][0]
+    assert summary["best_val_loss"] == min(history["val_loss"])
+    # The restored weights are the best epoch's.
+    np.testing.assert_allclose(
+        summary["validation_metrics"]["loss"],
+        summary["best_val_loss"],
+        rtol=1e-4,
+    )
+    assert {t: s["num_classes"] for t, s in summary["tasks"].items()} == TASKS
+    # Rows with a missing label (every 5th / 7th) are not counted.
+    assert sum(summary["tasks"]["recommended_ind"]["train_label_counts"]) == (
+        48 - 48 // 5
+    )
+    assert summary["tasks"]["department_name"]["class_names"] == [
+        "Bottoms",
+        "Dresses",
+        "Tops",
+    ]
+    gates = summary["gates"]["tasks"]
+    assert set(gates) == set(TASKS)
+    for stats in gates.values():
+        assert stats["num_experts"] == 3
+        np.testing.assert_allclose(sum(stats["mean_weights"]), 1.0, rtol=1e-5)
+
+
+def test_run_fn_writes_tensorboard_logs_with_gates(trained):
+    _, fn_args = trained
+    run_dir = fn_args.model_run_dir
+    assert glob.glob(os.path.join(run_dir, "train", "events.out.*"))
+    assert glob.glob(os.path.join(run_dir, "validation", "events.out.*"))
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    gate_files = glob.glob(os.path.join(run_dir, "events.out.*.gates"))
+    assert gate_files
+    events = EventAccumulator(gate_files[0])
+    events.Reload()
+    assert "gate/recommended_ind/entropy" in events.Tags()["scalars"]
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    """The exported model run in a process importing only TF + TF-Text."""
+    tiny, fn_args = trained
+    return testing.run_serving_check(
+        fn_args.serving_model_dir,
+        tiny.texts("validation") + tiny.texts("train"),
+        testing.serialize_raw(tiny.raw_rows["validation"]),
+        str(tmp_path_factory.mktemp("served")),
+    )
+
+
+def test_exported_model_matches_the_keras_model(trained, served):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    tiny, fn_args = trained
+    texts = tiny.texts("validation") + tiny.texts("train")
+    # The in-memory model (as run_fn saved it) on the same texts, through
+    # the Transform layer with the text in the first text column.
+    model = keras.saving.load_model(
+        os.path.join(fn_args.model_run_dir, trainer.KERAS_MODEL_FILE)
+    )
+    tft_output = tft.TFTransformOutput(tiny.transform_graph)
+    n = len(texts)
+    transformed = tft_output.transform_features_layer()(
+        {
+            "Title": tf.sparse.from_dense(tf.constant([[t] for t in texts])),
+            "Review Text": tf.SparseTensor(
+                tf.zeros([0, 2], tf.int64), tf.constant([], tf.string), [n, 1]
+            ),
+        }
+    )
+    token_ids = np.asarray(transformed["token_ids"]).astype("int32")
+    expected = model.predict(token_ids, verbose=0)
+    p_one = np.asarray(expected["recommended_ind"])[:, 0]
+    out = served["predict_text"]
+    np.testing.assert_allclose(
+        out["recommended_ind_probabilities"],
+        np.stack([1 - p_one, p_one], axis=1),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        out["department_name_probabilities"],
+        expected["department_name"],
+        atol=1e-5,
+    )
+
+
+def test_serving_default_equals_predict_text(trained, served):
+    tiny, _ = trained
+    n = len(tiny.raw_rows["validation"])
+    for key, value in served["serving_default"].items():
+        if key.endswith("_probabilities"):
+            np.testing.assert_allclose(
+                value, served["predict_text"][key][:n], atol=1e-6
+            )
+        else:
+            assert value == served["predict_text"][key][:n], key
+
+
+def test_trained_model_learns_the_tiny_tasks(trained, served):
+    tiny, _ = trained
+    predicted = served["predict_text"]["department_name_label"]
+    truth = [
+        row[testing.DEPARTMENT][0].decode() if row[testing.DEPARTMENT] else ""
+        for row in tiny.raw_rows["validation"] + tiny.raw_rows["train"]
+    ]
+    assert set(predicted) <= {"Bottoms", "Dresses", "Tops"}
+    accuracy = np.mean(
+        [p == t for p, t in zip(predicted, truth, strict=True) if t]
+    )
+    assert accuracy > 0.6, accuracy
+
+
+def test_single_class_column_is_a_clear_error(tmp_path):
+    tiny = testing.tiny_transform()
+    config = _config(
+        tiny, label_columns=[testing.RECOMMENDED, testing.SINGLE], epochs=1
+    )
+    fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
+    with pytest.raises(ValueError, match="'Single Class'.*two"):
+        trainer.run_fn(fn_args)
+
+
+def test_no_labelled_rows_is_a_clear_error(tmp_path):
+    tiny = testing.tiny_transform()
+    config = _config(tiny, epochs=1)
+    fn_args = testing.trainer_fn_args(
+        tiny, str(tmp_path), config, train_split="unlabelled"
+    )
+    with pytest.raises(ValueError, match="'Recommended IND'.*no labelled"):
+        trainer.run_fn(fn_args)
+
+
+def test_unknown_distribution_is_rejected(tmp_path):
+    tiny = testing.tiny_transform()
+    config = _config(tiny, distribution="tpu")
+    fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
+    with pytest.raises(ValueError, match="distribution='tpu'"):
+        trainer.run_fn(fn_args)
