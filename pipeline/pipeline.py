@@ -23,6 +23,8 @@ def eval_config(
     metrics_specs = []
     for task, num_classes in tasks.items():
         binary = num_classes == 2
+        # TFMA names an output by its key in the signature's outputs.
+        output = f"{task}_probabilities"
         kind = "binary" if binary else "multiclass"
         bound = lower_bounds.get(task, configs.DEFAULT_LOWER_BOUND[kind])
         threshold = tfma.MetricThreshold(
@@ -42,7 +44,7 @@ def eval_config(
         )
         metrics_specs.append(
             tfma.MetricsSpec(
-                output_names=[task],
+                output_names=[output],
                 metrics=[
                     accuracy,
                     tfma.MetricConfig(class_name="ExampleCount"),
@@ -52,7 +54,7 @@ def eval_config(
         # AUC of class 1 vs rest (binary), or macro one-vs-rest AUC.
         metrics_specs.append(
             tfma.MetricsSpec(
-                output_names=[task],
+                output_names=[output],
                 metrics=[
                     tfma.MetricConfig(
                         class_name="AUC",
@@ -66,7 +68,10 @@ def eval_config(
                 ),
                 aggregate=None
                 if binary
-                else tfma.AggregationOptions(macro_average=True),
+                else tfma.AggregationOptions(
+                    macro_average=True,
+                    class_weights={i: 1.0 for i in range(num_classes)},
+                ),
             )
         )
     return tfma.EvalConfig(
@@ -74,9 +79,10 @@ def eval_config(
             tfma.ModelSpec(
                 signature_name="serving_default",
                 preprocessing_function_names=["transform_features"],
-                label_keys={t: f"{t}_label" for t in tasks},
-                example_weight_keys={t: f"{t}_weight" for t in tasks},
-                prediction_keys={t: f"{t}_probabilities" for t in tasks},
+                label_keys={f"{t}_probabilities": f"{t}_label" for t in tasks},
+                example_weight_keys={
+                    f"{t}_probabilities": f"{t}_weight" for t in tasks
+                },
             )
         ],
         slicing_specs=[tfma.SlicingSpec()],
