@@ -54,17 +54,22 @@ GATE_EXAMPLES = 2048
 _COUNT_BATCH = 1024
 
 
+def _strategy_name_check(name) -> None:
+    if name not in DISTRIBUTIONS:
+        raise ValueError(
+            f"`distribution` expected one of {DISTRIBUTIONS}. Received: "
+            f"distribution={name!r}"
+        )
+
+
 def _strategy(name: str) -> tf.distribute.Strategy:
+    _strategy_name_check(name)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"`distribution` expected one of {DISTRIBUTIONS}. Received: "
-        f"distribution={name!r}"
-    )
 
 
 def _dataset(
@@ -153,30 +158,28 @@ def _class_names(tft_output, columns: dict[str, str]) -> dict[str, list]:
 
 
 def _config(custom_config: dict | None) -> dict:
+    """TRAINER_DEFAULTS overridden by custom_config, checked."""
     custom_config = dict(custom_config or {})
     config = {**configs.TRAINER_DEFAULTS, **custom_config}
-    prep = features.PreprocessingConfig.from_dict(
-        {
-            **(custom_config.get("preprocessing") or {}),
-            **{
-                k: custom_config[k]
-                for k in ("text_columns", "label_columns")
-                if custom_config.get(k)
-            },
-        }
-        if custom_config.get("preprocessing")
-        else {
-            "text_columns": custom_config.get("text_columns"),
-            "label_columns": custom_config.get("label_columns"),
-        }
-    )
+    transform = dict(custom_config.get("preprocessing") or {})
+    overrides = {
+        k: custom_config[k]
+        for k in ("text_columns", "label_columns")
+        if custom_config.get(k)
+    }
+    if not {"text_columns", "label_columns"} <= {*transform, *overrides}:
+        raise ValueError(
+            "custom_config needs `preprocessing` (the Transform's "
+            "PreprocessingConfig as a dict) or `text_columns` and "
+            f"`label_columns`. Received keys: {sorted(custom_config)!r}"
+        )
+    prep = features.PreprocessingConfig.from_dict({**transform, **overrides})
     config["preprocessing"] = prep
-    transform_labels = (custom_config.get("preprocessing") or {}).get(
-        "label_columns", prep.label_columns
+    # Serving must not parse any of the Transform's labels, trained or not.
+    config["transform_label_columns"] = list(
+        transform.get("label_columns", prep.label_columns)
     )
-    config["transform_label_columns"] = list(transform_labels)
-    if config["distribution"] not in DISTRIBUTIONS:
-        _strategy(config["distribution"])  # raises
+    _strategy_name_check(config["distribution"])
     for key in ("epochs", "batch_size", "early_stopping_patience"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -145,7 +145,7 @@ def test_serving_default_equals_predict_text(trained, served):
     tiny, _ = trained
     n = len(tiny.raw_rows["validation"])
     for key, value in served["serving_default"].items():
-        if key.endswith("_probabilities"):
+        if key in TASKS or key.endswith("_probabilities"):
             np.testing.assert_allclose(
                 value, served["predict_text"][key][:n], atol=1e-6
             )
@@ -192,4 +192,11 @@ def test_unknown_distribution_is_rejected(tmp_path):
     config = _config(tiny, distribution="tpu")
     fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
     with pytest.raises(ValueError, match="distribution='tpu'"):
+        trainer.run_fn(fn_args)
+
+
+def test_config_without_columns_is_rejected(tmp_path):
+    tiny = testing.tiny_transform()
+    fn_args = testing.trainer_fn_args(tiny, str(tmp_path), {"epochs": 1})
+    with pytest.raises(ValueError, match="needs `preprocessing`"):
         trainer.run_fn(fn_args)

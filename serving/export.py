@@ -9,8 +9,11 @@ Signatures (`T` is each task name, `C_T` its number of classes):
 - `serving_default`: `examples`, string `(batch,)` serialized raw
   tf.Examples (the CSV columns as ExampleGen writes them; label columns may
   be absent) -> per task `T_probabilities` float32 `(batch, C_T)` and
-  `T_label` string `(batch,)`. This is what TF Serving's Predict API and
-  TFMA's Evaluator call.
+  `T_label` string `(batch,)`, and `T` (the task name alone): the same
+  tensor as `T_probabilities`. This is what TF Serving's Predict API and
+  TFMA's Evaluator call; TFMA looks a model's predictions up by the
+  MetricsSpec's `output_names` (its ModelSpec `prediction_keys` only
+  applies to predictions stored in the features), hence `T`.
 - `predict_text`: `text`, string `(batch,)` raw UTF-8 text -> the same
   outputs. The text goes into the first text column, the other text
   columns are empty (the Transform joins them with a space, so pass them
@@ -164,6 +167,7 @@ class _ServingModule(tf.Module):
             if task.is_binary:
                 p = tf.concat([1.0 - p, p], axis=1)  # (batch, 2)
             outputs[probabilities_key(task.name)] = p  # (batch, C)
+            outputs[task.name] = tf.identity(p)  # TFMA's output name
             outputs[predicted_label_key(task.name)] = tf.gather(
                 self._class_names[task.name], tf.argmax(p, axis=1)
             )  # (batch,)
@@ -194,9 +198,8 @@ class _ServingModule(tf.Module):
         return outputs
 
 
-def _raw_example(column: str, spec, text: str) -> bytes:
+def _raw_example(column: str, text: str) -> bytes:
     """A serialized tf.Example with `text` in the (string) column."""
-    del spec  # Checked to be a string column; VarLen and FixedLen alike.
     return tf.train.Example(
         features=tf.train.Features(
             feature={
@@ -209,7 +212,7 @@ def _raw_example(column: str, spec, text: str) -> bytes:
 
 
 def _write_warmup(
-    export_dir: str, text_column: str, text_spec, texts: Sequence[str]
+    export_dir: str, text_column: str, texts: Sequence[str]
 ) -> str:
     from tensorflow_serving.apis import (
         model_pb2,
@@ -220,7 +223,7 @@ def _write_warmup(
     requests = {
         SERVING_DEFAULT: (
             "examples",
-            [_raw_example(text_column, text_spec, t) for t in texts],
+            [_raw_example(text_column, t) for t in texts],
         ),
         PREDICT_TEXT: ("text", [t.encode() for t in texts]),
     }
@@ -324,7 +327,6 @@ def export_serving_model(
     _write_warmup(
         export_dir,
         text_columns[0],
-        module._raw_spec[text_columns[0]],
         list(warmup_texts or DEFAULT_WARMUP_TEXTS),
     )
     return export_dir

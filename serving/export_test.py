@@ -89,6 +89,7 @@ def test_signatures(exported):
     outputs = {}
     for task, n in TASKS.items():
         outputs[f"{task}_probabilities"] = ["float32", [None, n]]
+        outputs[task] = ["float32", [None, n]]
         outputs[f"{task}_label"] = ["string", [None]]
     transformed = {"token_ids": ["int64", [None, testing.MAX_LENGTH]]}
     for task in TASKS:
@@ -150,6 +151,7 @@ def test_predict_text_equals_the_keras_model(exported):
     assert np.ptp(binary[:, 1]) > 1e-3
     for task, names in CLASS_NAMES.items():
         p = np.asarray(out[f"{task}_probabilities"])
+        np.testing.assert_array_equal(out[task], p)
         assert out[f"{task}_label"] == [names[i] for i in p.argmax(axis=1)]
 
 
@@ -160,7 +162,7 @@ def test_serving_default_equals_predict_text(exported):
     positional = served["serving_default_positional"]
     for key in text:
         with_labels, without_labels = examples[key][:n], examples[key][n:]
-        if key.endswith("_probabilities"):
+        if key in TASKS or key.endswith("_probabilities"):
             np.testing.assert_allclose(with_labels, text[key], atol=1e-6)
             np.testing.assert_allclose(without_labels, text[key], atol=1e-6)
             np.testing.assert_allclose(positional[key], examples[key])
