@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -60,31 +61,42 @@ def _parse_bounds(values):
 
 
 def cmd_run(args) -> int:
-    from pipeline import ingest, report
+    from pipeline import ingest, local_runner
 
-    trainer_config = {"body": args.body}
-    if args.epochs is not None:
-        trainer_config["epochs"] = args.epochs
     print(f"Running the pipeline on {args.data} -> {args.output}")
+    paths = local_runner.RunPaths(os.path.abspath(args.output))
     try:
-        from pipeline import local_runner
-
-        _quiet_logs()
-        paths, summary = local_runner.run(
-            data=args.data,
-            text_columns=args.text_column,
-            label_columns=args.label_columns,
-            output=args.output,
-            trainer_config=trainer_config,
-            beam_args=args.beam_arg,
-            lower_bounds=_parse_bounds(args.min_metric),
-            enable_cache=not args.no_cache,
+        summary = ingest.ingest(
+            args.data, args.text_column, args.label_columns, paths.data_root
         )
     except ingest.InputError as e:
         print(f"mmoe: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = report.write_report(paths, summary, args, sys.stdout)
-    return 0 if result else 1
+    print(
+        f"  data: {summary.rows} rows {summary.rows_by_split}, "
+        f"{summary.bad_rows_skipped} malformed rows skipped, "
+        f"{summary.bytes_replaced} invalid bytes replaced, "
+        f"{summary.empty_texts} empty texts, missing labels "
+        f"{summary.missing_labels}"
+    )
+    trainer_config = {"body": args.body}
+    if args.epochs is not None:
+        trainer_config["epochs"] = args.epochs
+    _quiet_logs()
+    from pipeline import report
+
+    paths, summary = local_runner.run(
+        data=args.data,
+        text_columns=args.text_column,
+        label_columns=args.label_columns,
+        output=args.output,
+        trainer_config=trainer_config,
+        beam_args=args.beam_arg,
+        lower_bounds=_parse_bounds(args.min_metric),
+        enable_cache=not args.no_cache,
+        summary=summary,
+    )
+    return 0 if report.write_report(paths, summary, args, sys.stdout) else 1
 
 
 def cmd_predict(args) -> int:

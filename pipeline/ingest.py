@@ -124,9 +124,14 @@ def ingest(
     for split, rows in groups:
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "data.csv.tmp"
+        tmp, final = folder / "data.csv.tmp", folder / "data.csv"
         rows[columns].to_csv(tmp, index=False)
-        os.replace(tmp, folder / "data.csv")
+        # Unchanged data keeps its file (and mtime), so ExampleGen's input
+        # fingerprint, and with it every cached component, stays valid.
+        if final.exists() and final.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
         rows_by_split[split] = len(rows)
     text = frame[text_columns].apply(lambda r: "".join(r).strip(), axis=1)
     return IngestSummary(

@@ -1,3 +1,5 @@
+import os
+
 import pandas as pd
 import pytest
 
@@ -83,3 +85,13 @@ def test_bad_input_is_named(tmp_path, text, labels, body, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ingest.InputError, match="not found"):
         ingest.ingest(str(tmp_path / "none.csv"), ["a"], ["b"], str(tmp_path))
+
+
+def test_unchanged_data_keeps_its_files(tmp_path):
+    args = (_csv(tmp_path, ROWS), ["Title"], ["Rating"], str(tmp_path / "o"))
+    ingest.ingest(*args)
+    written = tmp_path / "o" / "train" / "data.csv"
+    before = written.stat().st_mtime_ns
+    os.utime(written, ns=(before - 10**9, before - 10**9))
+    ingest.ingest(*args)
+    assert written.stat().st_mtime_ns == before - 10**9

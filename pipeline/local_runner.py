@@ -3,14 +3,13 @@
 import dataclasses
 import os
 
-from tfx import v1 as tfx
-
 from pipeline import configs, features, ingest
-from pipeline.pipeline import create_pipeline
 
 
 @dataclasses.dataclass
 class RunPaths:
+    """Where a run keeps its staged data, TFX artifacts and pushed models."""
+
     output: str
 
     @property
@@ -41,13 +40,23 @@ def run(
     model_name: str = configs.MODEL_NAME,
     enable_cache: bool = True,
     preprocessing_overrides: dict | None = None,
+    summary: ingest.IngestSummary | None = None,
 ) -> tuple[RunPaths, ingest.IngestSummary]:
-    """Checks and stages `data`, then runs the whole pipeline on it."""
+    """Checks and stages `data` (unless `summary` says it was), then runs
+    the whole pipeline on it."""
+    # Imported here so that bad input is reported before TFX loads.
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
     preprocessing = features.PreprocessingConfig(
         text_columns, label_columns, **(preprocessing_overrides or {})
     )
     paths = RunPaths(os.path.abspath(output))
-    summary = ingest.ingest(data, text_columns, label_columns, paths.data_root)
+    if summary is None:
+        summary = ingest.ingest(
+            data, text_columns, label_columns, paths.data_root
+        )
     data_root = (
         paths.data_root
         if summary.split_column

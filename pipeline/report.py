@@ -113,7 +113,7 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
     summary_path = run_dir and os.path.join(run_dir, "training_summary.json")
     if summary_path and os.path.exists(summary_path):
         with open(summary_path) as f:
-            gates = json.load(f).get("gate_statistics")
+            gates = json.load(f).get("gates")
         if gates:
             png = gate_diagnostics.plot_gate_heatmap(
                 gates,

@@ -63,7 +63,9 @@ def run(small_csv, tmp_path_factory):
             text_columns=TEXT,
             label_columns=LABELS,
             output=out,
-            trainer_config={"epochs": 2, "embedding_dim": 16},
+            trainer_config={"epochs": 6, "batch_size": 16, "embedding_dim": 16},
+            # Any model passes: this test is about the mechanics.
+            lower_bounds={"recommended_ind": 0.0},
         )
         args = type(
             "Args",
@@ -107,7 +109,7 @@ def test_metrics_json_is_sane(run):
         assert metrics["n"] > 50
         for key in ("accuracy", "macro_f1", "auc"):
             assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
-    # The binary task learns something even in 2 epochs on 400 rows.
+    # The binary task learns something even from 400 rows.
     assert report["tasks"]["Recommended IND"]["auc"] > 0.6
 
 
@@ -117,7 +119,9 @@ def test_second_run_hits_the_cache(run):
 
     second = both[len(first) :]
     cached = [n for n, s in second if s == metadata_store_pb2.Execution.CACHED]
-    for component in ("Transform", "Trainer", "Evaluator"):
+    # Evaluator runs again: its baseline is now the first run's blessed
+    # model, a new input. Everything upstream of it is reused.
+    for component in COMPONENTS[:6]:
         assert any(component in name for name in cached), second
 
 
@@ -144,3 +148,23 @@ def test_cli_names_a_missing_column_with_exit_code_2(small_csv, tmp_path):
     assert result.returncode == 2
     assert "'Body'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_model_below_its_bound_is_not_pushed(small_csv, tmp_path):
+    from pipeline import local_runner
+
+    paths, _ = local_runner.run(
+        data=small_csv,
+        text_columns=TEXT,
+        label_columns=LABELS,
+        output=str(tmp_path),
+        trainer_config={"epochs": 1, "embedding_dim": 8},
+        lower_bounds={"rating": 1.01},  # Accuracy can never reach it.
+    )
+    blessing = os.path.join(paths.pipeline_root, "Evaluator", "blessing")
+    (execution,) = os.listdir(blessing)
+    assert os.listdir(os.path.join(blessing, execution)) == ["NOT_BLESSED"]
+    assert not os.path.exists(os.path.join(paths.serving_root, "mmoe")) or (
+        os.listdir(os.path.join(paths.serving_root, "mmoe")) == []
+    )
