@@ -8,7 +8,7 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo keras-demo test test-all lint format bench clean
 
 install: $(STAMP)
 
@@ -40,6 +40,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
+	$(VENV)/bin/mmoe run --data data/womens_clothing_reviews.csv.gz \
+	  --text-column Title "Review Text" \
+	  --label-columns "Recommended IND" Rating "Department Name" \
+	  --output output/demo
+
+keras-demo: install
 	$(PY) -m benchmarks.reviews_keras
 
 test: lint

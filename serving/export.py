@@ -9,11 +9,10 @@ Signatures (`T` is each task name, `C_T` its number of classes):
 - `serving_default`: `examples`, string `(batch,)` serialized raw
   tf.Examples (the CSV columns as ExampleGen writes them; label columns may
   be absent) -> per task `T_probabilities` float32 `(batch, C_T)` and
-  `T_label` string `(batch,)`, and `T` (the task name alone): the same
-  tensor as `T_probabilities`. This is what TF Serving's Predict API and
+  `T_label` string `(batch,)`. This is what TF Serving's Predict API and
   TFMA's Evaluator call; TFMA looks a model's predictions up by the
-  MetricsSpec's `output_names` (its ModelSpec `prediction_keys` only
-  applies to predictions stored in the features), hence `T`.
+  MetricsSpec's `output_names`, which the pipeline sets to
+  `T_probabilities`.
 - `predict_text`: `text`, string `(batch,)` raw UTF-8 text -> the same
   outputs. The text goes into the first text column, the other text
   columns are empty (the Transform joins them with a space, so pass them
@@ -167,7 +166,6 @@ class _ServingModule(tf.Module):
             if task.is_binary:
                 p = tf.concat([1.0 - p, p], axis=1)  # (batch, 2)
             outputs[probabilities_key(task.name)] = p  # (batch, C)
-            outputs[task.name] = tf.identity(p)  # TFMA's output name
             outputs[predicted_label_key(task.name)] = tf.gather(
                 self._class_names[task.name], tf.argmax(p, axis=1)
             )  # (batch,)

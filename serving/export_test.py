@@ -89,7 +89,6 @@ def test_signatures(exported):
     outputs = {}
     for task, n in TASKS.items():
         outputs[f"{task}_probabilities"] = ["float32", [None, n]]
-        outputs[task] = ["float32", [None, n]]
         outputs[f"{task}_label"] = ["string", [None]]
     transformed = {"token_ids": ["int64", [None, testing.MAX_LENGTH]]}
     for task in TASKS:
