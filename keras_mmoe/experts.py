@@ -113,14 +113,18 @@ class Experts(keras.layers.Layer):
                     regularizer=self.kernel_regularizer,
                 )
             )
-        self.biases = [
-            self.add_weight(
-                name=f"bias_{i}",
-                shape=(self.num_experts, width),
-                initializer=self.bias_initializer,
-            )
-            for i, width in enumerate(self.units)
-        ] if self.use_bias else []
+        self.biases = (
+            [
+                self.add_weight(
+                    name=f"bias_{i}",
+                    shape=(self.num_experts, width),
+                    initializer=self.bias_initializer,
+                )
+                for i, width in enumerate(self.units)
+            ]
+            if self.use_bias
+            else []
+        )
 
     def _grouped_init(self, per_group):
         per_expert = _initializers.per_expert(
