@@ -150,7 +150,6 @@ def test_predict_text_equals_the_keras_model(exported):
     assert np.ptp(binary[:, 1]) > 1e-3
     for task, names in CLASS_NAMES.items():
         p = np.asarray(out[f"{task}_probabilities"])
-        np.testing.assert_array_equal(out[task], p)
         assert out[f"{task}_label"] == [names[i] for i in p.argmax(axis=1)]
 
 
