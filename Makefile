@@ -15,10 +15,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
-	  py310=$$(command -v python3.10 || true); \
-	  if [ -z "$$py310" ] && command -v pyenv >/dev/null; then \
-	    py310=$$(ls -d "$$(pyenv root)"/versions/3.10.*/bin/python 2>/dev/null | tail -n 1); \
-	  fi; \
+	  py310=; \
+	  for c in $$(command -v python3.10) \
+	      $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.10.*/bin/python 2>/dev/null); do \
+	    if "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
+	      py310=$$c; break; \
+	    fi; \
+	  done; \
 	  if [ -z "$$py310" ]; then \
 	    echo "Python 3.10 not found: install python3.10 (or pyenv install 3.10) and rerun."; \
 	    exit 1; \
