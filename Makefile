@@ -14,6 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@set -e; \
+	uv=$$(command -v uv || true); \
 	if [ ! -x "$(PY)" ]; then \
 	  py310=; \
 	  for c in $$(command -v python3.10) \
@@ -26,17 +27,18 @@ $(STAMP): pyproject.toml constraints.txt
 	    echo "Python 3.10 not found: install python3.10 (or pyenv install 3.10) and rerun."; \
 	    exit 1; \
 	  fi; \
-	  if ! command -v uv >/dev/null; then \
-	    "$$py310" -m pip install -q uv 2>/dev/null || true; \
+	  if [ -z "$$uv" ] && "$$py310" -m pip install -q uv 2>/dev/null; then \
+	    uv="$$py310 -m uv"; \
 	  fi; \
-	  if command -v uv >/dev/null; then \
-	    uv venv -q --seed -p "$$py310" $(VENV); \
+	  if [ -n "$$uv" ]; then \
+	    $$uv venv -q --seed -p "$$py310" $(VENV); \
 	  else \
 	    "$$py310" -m venv $(VENV); \
 	  fi; \
 	fi; \
-	if command -v uv >/dev/null; then \
-	  uv pip install -q -p $(PY) -c constraints.txt -e '.[pipeline,dev]'; \
+	if [ -n "$$uv" ] || $(PY) -m pip install -q uv 2>/dev/null; then \
+	  [ -n "$$uv" ] || uv="$(PY) -m uv"; \
+	  $$uv pip install -q -p $(PY) -c constraints.txt -e '.[pipeline,dev]'; \
 	else \
 	  $(PY) -m pip install -q -c constraints.txt -e '.[pipeline,dev]'; \
 	fi; \
