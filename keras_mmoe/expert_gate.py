@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mmoe import _validation
+from keras_mmoe import _validation, _weights_config
 
 
 @keras.saving.register_keras_serializable(package="keras_mmoe")
@@ -65,10 +65,13 @@ class ExpertGate(keras.layers.Layer):
             "temperature", temperature
         )
         self.dropout = _validation.rate("dropout", dropout)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        _weights_config.set_weight_args(
+            self,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+        )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -118,15 +121,6 @@ class ExpertGate(keras.layers.Layer):
             "num_experts": self.num_experts,
             "temperature": self.temperature,
             "dropout": self.dropout,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
+            **_weights_config.weight_args_config(self),
             "seed": self.seed,
         }

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mmoe import _initializers, _validation
+from keras_mmoe import _initializers, _validation, _weights_config
 
 
 @keras.saving.register_keras_serializable(package="keras_mmoe")
@@ -72,10 +72,13 @@ class Experts(keras.layers.Layer):
                 f"num_experts={num_experts}, num_groups={num_groups}"
             )
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        _weights_config.set_weight_args(
+            self,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+        )
 
     def build(self, input_shape):
         if self.num_groups > 1:
@@ -184,14 +187,5 @@ class Experts(keras.layers.Layer):
             "units": self.units,
             "activation": keras.activations.serialize(self.activation),
             "num_groups": self.num_groups,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
+            **_weights_config.weight_args_config(self),
         }

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mmoe import _initializers, _validation
+from keras_mmoe import _initializers, _validation, _weights_config
 from keras_mmoe.expert_gate import ExpertGate
 from keras_mmoe.experts import Experts
 
@@ -79,10 +79,13 @@ class MMoE(keras.layers.Layer):
         self.gate_dropout = _validation.rate("gate_dropout", gate_dropout)
         self.expert_activation = keras.activations.get(expert_activation)
         self.return_gate_weights = bool(return_gate_weights)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        _weights_config.set_weight_args(
+            self,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+        )
         self.seed = seed
 
         # === Layers ===
@@ -160,15 +163,6 @@ class MMoE(keras.layers.Layer):
             "gate_temperature": self.gate_temperature,
             "gate_dropout": self.gate_dropout,
             "return_gate_weights": self.return_gate_weights,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
+            **_weights_config.weight_args_config(self),
             "seed": self.seed,
         }

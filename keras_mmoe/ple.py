@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_mmoe import _initializers, _validation
+from keras_mmoe import _initializers, _validation, _weights_config
 from keras_mmoe.cgc import CGC
 
 
@@ -88,10 +88,13 @@ class PLE(keras.layers.Layer):
         )
         self.gate_dropout = _validation.rate("gate_dropout", gate_dropout)
         self.return_gate_weights = bool(return_gate_weights)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        _weights_config.set_weight_args(
+            self,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+        )
         self.seed = seed
 
         # === Layers ===
@@ -157,15 +160,6 @@ class PLE(keras.layers.Layer):
             "gate_temperature": self.gate_temperature,
             "gate_dropout": self.gate_dropout,
             "return_gate_weights": self.return_gate_weights,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
+            **_weights_config.weight_args_config(self),
             "seed": self.seed,
         }

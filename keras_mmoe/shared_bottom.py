@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_mmoe import _initializers, _validation
+from keras_mmoe import _initializers, _validation, _weights_config
 
 
 @keras.saving.register_keras_serializable(package="keras_mmoe")
@@ -58,10 +58,13 @@ class SharedBottom(keras.layers.Layer):
         self.num_tasks = _validation.positive_int("num_tasks", num_tasks)
         self.activation = keras.activations.get(activation)
         self.dropout = _validation.rate("dropout", dropout)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        _weights_config.set_weight_args(
+            self,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+        )
 
         # === Layers ===
         self.dense_layers = [
@@ -105,14 +108,5 @@ class SharedBottom(keras.layers.Layer):
             "num_tasks": self.num_tasks,
             "activation": keras.activations.serialize(self.activation),
             "dropout": self.dropout,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
+            **_weights_config.weight_args_config(self),
         }
