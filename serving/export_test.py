@@ -3,14 +3,14 @@ imports only tensorflow and tensorflow_text."""
 
 import os
 
-import keras
 import numpy as np
 import pytest
 
 from pipeline import testing
 from serving import export
+from serving import testing as serving_testing
+from serving.testing import TASKS
 
-TASKS = {"recommended_ind": 2, "department_name": 3}
 CLASS_NAMES = {
     "recommended_ind": ["0", "1"],
     "department_name": ["Bottoms", "Dresses", "Tops"],
@@ -23,31 +23,6 @@ BAD_INPUT_ROWS = {
 }
 
 
-def _model(tft_output):
-    from keras_mmoe import MultiTaskModel, Task
-
-    keras.utils.set_random_seed(3)
-    vocabulary_size = (
-        tft_output.vocabulary_size_by_name("tokens_vocab")
-        + 1
-        + testing.NUM_OOV_BUCKETS
-    )
-    return MultiTaskModel(
-        tasks=[Task(t, n) for t, n in TASKS.items()],
-        body="mmoe",
-        body_config={"num_experts": 2, "expert_units": 8},
-        text_encoder={
-            "vocabulary_size": vocabulary_size,
-            "embedding_dim": 8,
-            # Random embeddings far from 0 so outputs differ between texts.
-            "embeddings_initializer": keras.initializers.RandomNormal(
-                stddev=1.0, seed=3
-            ),
-        },
-        sequence_length=testing.MAX_LENGTH,
-    )
-
-
 def _without_labels(rows):
     return [
         {k: v for k, v in row.items() if k not in testing.LABEL_COLUMNS}
@@ -57,21 +32,10 @@ def _without_labels(rows):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    import tensorflow_transform as tft
-
-    tiny = testing.tiny_transform()
-    tft_output = tft.TFTransformOutput(tiny.transform_graph)
-    model = _model(tft_output)
     export_dir = str(tmp_path_factory.mktemp("export") / "1")
-    returned = export.export_serving_model(
-        model,
-        tft_output,
-        export_dir,
-        text_columns=testing.TEXT_COLUMNS,
-        label_columns=testing.LABEL_COLUMNS,
-        warmup_texts=["", "lovely dress", "awful top"],
+    tiny, tft_output, model, _ = serving_testing.export_tiny_model(
+        export_dir, warmup_texts=["", "lovely dress", "awful top"]
     )
-    assert returned == export_dir
     rows = tiny.raw_rows["validation"]
     # The same rows with and without their label columns.
     examples = testing.serialize_raw(rows) + testing.serialize_raw(
