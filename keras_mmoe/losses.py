@@ -40,7 +40,8 @@ class _MaskedLoss(keras.losses.Loss):
     before summing stay normalized by the number of labelled examples.
     Keras applies no distribution scaling to a `"sum"` reduction: under a
     multi-replica strategy each replica averages over its own labelled
-    examples and the replicas' gradients add up.
+    examples, and `MultiTaskModel.compute_loss` divides the total by the
+    number of replicas so that the summed gradients are their mean.
     """
 
     def __init__(

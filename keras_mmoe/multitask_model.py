@@ -280,7 +280,7 @@ class MultiTaskModel(keras.Model):
             total = total + task.loss_weight * loss
         for extra in self.losses:
             total = total + ops.cast(extra, total.dtype)
-        return total
+        return _scale_for_replicas(total)
 
     def get_config(self):
         return {
@@ -300,6 +300,24 @@ class MultiTaskModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _scale_for_replicas(loss):
+    """Divides by the number of replicas under a tf.distribute strategy.
+
+    Each replica's loss is a mean over its own share of the batch, and the
+    strategy sums the replicas' gradients; dividing here makes the step the
+    gradient of the mean, as Keras does for its own losses (and Keras's
+    loss tracker multiplies it back for display).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return loss
+    return loss * ops.cast(1.0 / replicas, loss.dtype)
 
 
 def _by_task(values, name, index):

@@ -167,3 +167,75 @@ def test_invalid_arguments_name_the_problem(kwargs, message):
     args = {"tasks": TASKS, "input_dim": 6, **kwargs}
     with pytest.raises(ValueError, match=message):
         MultiTaskModel(**args)
+
+
+_MIRRORED_STEP = """
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import keras
+import numpy as np
+
+sys.path.insert(0, sys.argv[1])
+from keras_mmoe.multitask_model_test import dense_model, synthetic
+
+x, y = synthetic(64)
+
+
+def train(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = dense_model(dropout=0.0)
+        model.compile(keras.optimizers.SGD(0.5))
+    history = model.fit(
+        x, y, batch_size=32, epochs=2, shuffle=False, verbose=0
+    ).history
+    weights = [np.asarray(w).tolist() for w in model.get_weights()]
+    return {"history": history, "weights": weights}
+
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "single": train(tf.distribute.get_strategy()),
+    "mirrored": train(strategy),
+}))
+"""
+
+
+def test_mirrored_strategy_takes_the_same_steps_as_one_device():
+    """Two replicas, each with half of every batch, must move the weights as
+    one device with the whole batch: the loss is scaled for the replicas."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute is TensorFlow's")
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_STEP, root],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    single, mirrored = result["single"], result["mirrored"]
+    for a, b in zip(single["weights"], mirrored["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for key in ("loss", "a_loss", "b_loss"):
+        np.testing.assert_allclose(
+            single["history"][key], mirrored["history"][key], rtol=1e-4
+        )
+    # The step was a real one: the loss moved.
+    assert single["history"]["loss"][1] < single["history"]["loss"][0]
