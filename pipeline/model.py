@@ -67,7 +67,12 @@ def _strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every local GPU; without GPUs, every logical CPU device (one unless
+        # the process split its CPU into several, as the tests do).
+        devices = tf.config.list_logical_devices("GPU") or (
+            tf.config.list_logical_devices("CPU")
+        )
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -355,6 +360,7 @@ def run_fn(fn_args) -> None:
     best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
     summary = {
         "epochs_run": len(val_losses),
+        "replicas": strategy.num_replicas_in_sync,
         "best_epoch": best_epoch,
         "best_val_loss": None if best_epoch is None else val_losses[best_epoch],
         "validation_metrics": final,
