@@ -63,7 +63,16 @@ def run(small_csv, tmp_path_factory):
             text_columns=TEXT,
             label_columns=LABELS,
             output=out,
-            trainer_config={"epochs": 6, "batch_size": 16, "embedding_dim": 16},
+            # Seeded, and a mean encoder that learns fast from 400 rows
+            # (test AUC of Recommended IND 0.78-0.86 over seeds 0-2).
+            trainer_config={
+                "epochs": 8,
+                "batch_size": 16,
+                "embedding_dim": 16,
+                "encoder": "mean",
+                "learning_rate": 0.003,
+                "seed": 0,
+            },
             # Any model passes: this test is about the mechanics.
             lower_bounds={"recommended_ind": 0.0},
         )
