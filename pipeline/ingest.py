@@ -1,9 +1,11 @@
-"""Checks a CSV before any work starts and writes clean per-split files.
+"""Checks the input before any work starts and writes clean per-split files.
 
-CsvExampleGen needs well-formed rows; this step reads the user's file
-leniently (bad bytes, short or long rows), keeps only the text and label
-columns, and writes `<root>/<split>/data.csv` for the pipeline, with a
-summary of what it had to fix.
+The input is a CSV (`.csv`, `.csv.gz`), or a TFRecord of tf.Examples (a
+name containing `.tfrecord`; gzipped when it ends in `.gz`). CsvExampleGen
+needs well-formed rows; this step reads the user's file leniently (bad
+bytes, short or long rows), keeps only the text and label columns, and
+writes `<root>/<split>/data.csv` (or `data.tfrecord` of tf.Examples, for
+ImportExampleGen) for the pipeline, with a summary of what it had to fix.
 """
 
 import dataclasses
@@ -32,6 +34,12 @@ class IngestSummary:
     missing_labels: dict
     num_classes: dict  # task -> classes seen in the train split
     split_column: bool
+    input_format: str = "csv"  # "csv" | "tfrecord": which ExampleGen reads
+
+
+def input_format(path: str) -> str:
+    """ "tfrecord" when the file name says so, else "csv"."""
+    return "tfrecord" if ".tfrecord" in pathlib.Path(path).name else "csv"
 
 
 def _read(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
@@ -61,6 +69,65 @@ def _read(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
     )
 
 
+def _value(feature) -> str:
+    """A tf.Example feature as one CSV-like cell ("" when empty)."""
+    kind = feature.WhichOneof("kind")
+    if kind is None:
+        return ""
+    values = getattr(feature, kind).value
+    if kind == "bytes_list":
+        return " ".join(v.decode("utf-8", errors="replace") for v in values)
+    if kind == "float_list":
+        return " ".join(f"{v:g}" for v in values)
+    return " ".join(str(v) for v in values)
+
+
+def _read_tfrecord(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
+    import tensorflow as tf
+
+    compression = "GZIP" if path.name.endswith(".gz") else ""
+    rows, bad, replaced = [], 0, 0
+    try:
+        for record in tf.data.TFRecordDataset(
+            str(path), compression_type=compression
+        ).as_numpy_iterator():
+            try:
+                example = tf.train.Example.FromString(record)
+            except Exception:
+                bad += 1
+                continue
+            row = {}
+            for name, feature in example.features.feature.items():
+                row[name] = _value(feature)
+                replaced += row[name].count("\ufffd")
+            rows.append(row)
+    except tf.errors.OpError as e:
+        raise InputError(
+            f"Could not read TFRecord {path}: {e.message.splitlines()[0]}"
+        ) from None
+    return pd.DataFrame(rows, dtype=str).fillna(""), bad, replaced
+
+
+def _write_tfrecord(rows: pd.DataFrame, path: pathlib.Path) -> None:
+    """Every column as a bytes feature; an empty cell is left out, as
+    CsvExampleGen leaves out an empty CSV cell."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for row in rows.itertuples(index=False):
+            feature = {
+                column: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[value.encode()])
+                )
+                for column, value in zip(rows.columns, row, strict=True)
+                if value != ""
+            }
+            example = tf.train.Example(
+                features=tf.train.Features(feature=feature)
+            )
+            writer.write(example.SerializeToString())
+
+
 def ingest(
     data: str,
     text_columns: list[str],
@@ -77,10 +144,16 @@ def ingest(
     path = pathlib.Path(data)
     if not path.is_file():
         raise InputError(f"Data file not found: {data}")
-    try:
-        frame, bad_rows, replaced = _read(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise InputError(f"Could not read CSV {data}: {e}") from None
+    kind = input_format(data)
+    if kind == "tfrecord":
+        frame, bad_rows, replaced = _read_tfrecord(path)
+        if frame.empty:
+            raise InputError(f"No tf.Example records in {data}.")
+    else:
+        try:
+            frame, bad_rows, replaced = _read(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise InputError(f"Could not read CSV {data}: {e}") from None
     missing = [
         c for c in [*text_columns, *label_columns] if c not in frame.columns
     ]
@@ -124,8 +197,16 @@ def ingest(
     for split, rows in groups:
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
-        tmp, final = folder / "data.csv.tmp", folder / "data.csv"
-        rows[columns].to_csv(tmp, index=False)
+        name = f"data.{kind}"
+        # ExampleGen reads every file of the folder: no stale other format.
+        for stale in folder.glob("data.*"):
+            if stale.name != name:
+                stale.unlink()
+        tmp, final = folder / f"{name}.tmp", folder / name
+        if kind == "tfrecord":
+            _write_tfrecord(rows[columns], tmp)
+        else:
+            rows[columns].to_csv(tmp, index=False)
         # Unchanged data keeps its file (and mtime), so ExampleGen's input
         # fingerprint, and with it every cached component, stays valid.
         if final.exists() and final.read_bytes() == tmp.read_bytes():
@@ -146,4 +227,5 @@ def ingest(
         },
         num_classes=num_classes,
         split_column=has_split,
+        input_format=kind,
     )

@@ -95,3 +95,80 @@ def test_unchanged_data_keeps_its_files(tmp_path):
     os.utime(written, ns=(before - 10**9, before - 10**9))
     ingest.ingest(*args)
     assert written.stat().st_mtime_ns == before - 10**9
+
+
+def _tfrecord(path, rows, gzip=False):
+    import tensorflow as tf
+
+    def feature(value):
+        if isinstance(value, int):
+            return tf.train.Feature(
+                int64_list=tf.train.Int64List(value=[value])
+            )
+        if isinstance(value, float):
+            return tf.train.Feature(
+                float_list=tf.train.FloatList(value=[value])
+            )
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    with tf.io.TFRecordWriter(str(path), "GZIP" if gzip else "") as writer:
+        for row in rows:
+            example = tf.train.Example(
+                features=tf.train.Features(
+                    feature={k: feature(v) for k, v in row.items()}
+                )
+            )
+            writer.write(example.SerializeToString())
+    return str(path)
+
+
+TF_ROWS = [
+    {"Review Text": b"Love it", "Rating": 5, "split": b"train"},
+    {"Review Text": b"Hate \xff it", "Rating": 1.0, "split": b"train"},
+    {"Review Text": b"Meh", "split": b"validation"},  # Rating missing.
+    {"Review Text": b"Fine", "Rating": 4, "split": b"test"},
+]
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_tfrecord_of_examples_is_read_and_staged(tmp_path, gzip):
+    import tensorflow as tf
+
+    name = "data.tfrecord.gz" if gzip else "data.tfrecord"
+    path = _tfrecord(tmp_path / name, TF_ROWS, gzip=gzip)
+    summary = ingest.ingest(
+        path, ["Review Text"], ["Rating"], str(tmp_path / "out")
+    )
+    assert summary.input_format == "tfrecord"
+    assert summary.rows_by_split == {"train": 2, "validation": 1, "test": 1}
+    assert summary.num_classes == {"rating": 2}
+    assert summary.missing_labels == {"rating": 1}
+    assert summary.bytes_replaced == 1
+    staged = tmp_path / "out" / "train" / "data.tfrecord"
+    examples = [
+        tf.train.Example.FromString(r)
+        for r in tf.data.TFRecordDataset(str(staged)).as_numpy_iterator()
+    ]
+    ratings = [e.features.feature["Rating"].bytes_list.value for e in examples]
+    # An int 5 and a float 1.0 become the classes "5" and "1", as a CSV's
+    # cells would.
+    assert ratings == [[b"5"], [b"1"]]
+    (validation,) = tf.data.TFRecordDataset(
+        str(tmp_path / "out" / "validation" / "data.tfrecord")
+    ).as_numpy_iterator()
+    assert (
+        "Rating" not in tf.train.Example.FromString(validation).features.feature
+    )
+    assert not (tmp_path / "out" / "train" / "data.csv").exists()
+
+
+def test_tfrecord_missing_column_and_corrupt_file_are_named(tmp_path):
+    path = _tfrecord(tmp_path / "a.tfrecord", TF_ROWS)
+    with pytest.raises(ingest.InputError, match="'Stars'"):
+        ingest.ingest(path, ["Review Text"], ["Stars"], str(tmp_path / "o"))
+    corrupt = tmp_path / "b.tfrecord"
+    corrupt.write_bytes(b"this is not a tfrecord at all")
+    with pytest.raises(ingest.InputError, match="Could not read TFRecord"):
+        ingest.ingest(
+            str(corrupt), ["Review Text"], ["Rating"], str(tmp_path / "o")
+        )

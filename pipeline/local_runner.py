@@ -71,6 +71,7 @@ def run(
         trainer_config={**configs.TRAINER_DEFAULTS, **(trainer_config or {})},
         serving_model_dir=os.path.join(paths.serving_root, model_name),
         split_column=summary.split_column,
+        input_format=summary.input_format,
         lower_bounds=lower_bounds,
         beam_pipeline_args=[
             "--direct_running_mode=in_memory",
