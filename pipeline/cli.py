@@ -118,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the TFX pipeline on a CSV")
-    run.add_argument("--data", required=True, help="CSV file (or .csv.gz)")
+    run.add_argument(
+        "--data",
+        required=True,
+        help="a CSV (.csv, .csv.gz), or a TFRecord of tf.Examples "
+        "(a name containing .tfrecord; gzipped if it ends in .gz)",
+    )
     run.add_argument(
         "--text-column",
         nargs="+",

@@ -159,6 +159,47 @@ def test_cli_names_a_missing_column_with_exit_code_2(small_csv, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_tfrecord_of_examples_runs_through_import_example_gen(
+    small_csv, tmp_path
+):
+    import tensorflow as tf
+
+    from pipeline import local_runner
+
+    frame = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    frame = frame.groupby("split").head(60)
+    data = str(tmp_path / "reviews.tfrecord.gz")
+    with tf.io.TFRecordWriter(data, "GZIP") as writer:
+        for row in frame.itertuples(index=False):
+            feature = {
+                column: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[value.encode()])
+                )
+                for column, value in zip(frame.columns, row, strict=True)
+                if value
+            }
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(feature=feature)
+                ).SerializeToString()
+            )
+    paths, summary = local_runner.run(
+        data=data,
+        text_columns=TEXT,
+        label_columns=["Recommended IND", "Rating"],
+        output=str(tmp_path / "out"),
+        trainer_config={"epochs": 1, "embedding_dim": 8, "encoder": "mean"},
+        lower_bounds={"recommended_ind": 0.0},
+    )
+    assert summary.input_format == "tfrecord"
+    ran = {name for name, _ in _executions(paths.metadata_path)}
+    assert any("ImportExampleGen" in name for name in ran), ran
+    (version,) = os.listdir(os.path.join(paths.serving_root, "mmoe"))
+    assert os.path.exists(
+        os.path.join(paths.serving_root, "mmoe", version, "saved_model.pb")
+    )
+
+
 @pytest.mark.slow
 def test_a_model_below_its_bound_is_not_pushed(small_csv, tmp_path):
     from pipeline import local_runner
