@@ -1,6 +1,7 @@
 """keras_mmoe: multi-task Mixture-of-Experts layers and models for Keras 3."""
 
 from keras_mmoe import gate_diagnostics, losses, metrics
+from keras_mmoe.bag_of_ngrams import BagOfNgrams
 from keras_mmoe.cgc import CGC
 from keras_mmoe.expert_gate import ExpertGate
 from keras_mmoe.experts import Experts
@@ -25,6 +26,7 @@ from keras_mmoe.text_encoder import TextEncoder
 __version__ = "0.1.0"
 
 __all__ = [
+    "BagOfNgrams",
     "CGC",
     "ExpertGate",
     "Experts",

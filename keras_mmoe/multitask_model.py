@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mmoe import _validation
+from keras_mmoe.bag_of_ngrams import BagOfNgrams
 from keras_mmoe.cgc import CGC
 from keras_mmoe.losses import masked_loss_for
 from keras_mmoe.metrics import default_metrics_for
@@ -56,6 +57,11 @@ class MultiTaskModel(keras.Model):
     (Kendall et al., 2018): `sum_k exp(-s_k) * L_k + s_k / 2`, with
     `s_k = log(sigma_k^2)` a trainable weight per task.
 
+    With `wide` (text models), a `BagOfNgrams` linear model over the token
+    ids' unigrams and hashed bigrams adds to every task's logits (Wide &
+    Deep): the deep path learns what the tasks share, the wide one the
+    words that go with each class.
+
     Args:
         tasks: list of `Task` (or dicts / `(name, num_classes)` tuples).
         body: str. Which shared body, see above.
@@ -70,6 +76,9 @@ class MultiTaskModel(keras.Model):
         dropout: float in [0, 1). Dropout before each tower layer and head.
         loss_weighting: `"fixed"` (the tasks' `loss_weight`) or
             `"uncertainty"`.
+        wide: optional dict. Arguments of the `BagOfNgrams` added to the
+            logits (`ngram_buckets`, `scale`, `kernel_regularizer`); its
+            vocabulary is the text encoder's. Only with `text_encoder`.
         **kwargs: `name`, `trainable`.
 
     Example:
@@ -101,6 +110,7 @@ class MultiTaskModel(keras.Model):
         tower_units=(32,),
         dropout: float = 0.0,
         loss_weighting: str = "fixed",
+        wide: dict | None = None,
         **kwargs,
     ):
         tasks = [Task.coerce(t) for t in tasks]
@@ -119,6 +129,11 @@ class MultiTaskModel(keras.Model):
                 "Give exactly one of `input_dim` (dense features) and "
                 "`text_encoder` (token ids). Received: "
                 f"input_dim={input_dim!r}, text_encoder={text_encoder!r}"
+            )
+        if wide is not None and text_encoder is None:
+            raise ValueError(
+                "`wide` reads token ids: it needs `text_encoder`. Received: "
+                f"wide={wide!r}, text_encoder=None"
             )
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(
@@ -182,6 +197,21 @@ class MultiTaskModel(keras.Model):
                 }
             else:
                 task_features = body_out
+        wide_logits = {}
+        if wide is not None:
+            units = [t.output_units for t in tasks]
+            # Keras names an unknown argument of `wide` itself.
+            layer = BagOfNgrams(
+                vocabulary_size=text_encoder["vocabulary_size"],
+                units=sum(units),
+                **wide,
+                name="wide",
+            )
+            logits = layer(inputs)  # (batch, sum of the tasks' logits)
+            start = 0
+            for task, n in zip(tasks, units, strict=True):
+                wide_logits[task.name] = logits[:, start : start + n]
+                start += n
         outputs = {}
         for task, h in zip(tasks, task_features, strict=True):
             for i, width in enumerate(tower_units):
@@ -192,11 +222,18 @@ class MultiTaskModel(keras.Model):
                 )(h)
             if dropout:
                 h = keras.layers.Dropout(dropout)(h)
-            outputs[task.name] = keras.layers.Dense(
-                task.output_units,
-                activation="sigmoid" if task.is_binary else "softmax",
-                name=task.name,
+            activation = "sigmoid" if task.is_binary else "softmax"
+            if task.name not in wide_logits:
+                outputs[task.name] = keras.layers.Dense(
+                    task.output_units, activation=activation, name=task.name
+                )(h)
+                continue
+            deep = keras.layers.Dense(
+                task.output_units, name=f"{task.name}_deep_logits"
             )(h)
+            outputs[task.name] = keras.layers.Activation(
+                activation, name=task.name
+            )(keras.layers.Add()([deep, wide_logits[task.name]]))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
@@ -209,6 +246,7 @@ class MultiTaskModel(keras.Model):
         self.tower_units = tower_units
         self.dropout = dropout
         self.loss_weighting = loss_weighting
+        self.wide = wide
         self._gate_outputs = gate_outputs
         self._task_losses = [masked_loss_for(t.num_classes) for t in tasks]
         self.task_loss_trackers = [
@@ -295,6 +333,7 @@ class MultiTaskModel(keras.Model):
             "tower_units": self.tower_units,
             "dropout": self.dropout,
             "loss_weighting": self.loss_weighting,
+            "wide": self.wide,
         }
 
     @classmethod

@@ -121,8 +121,10 @@ def test_gate_model_rows_sum_to_one():
         dense_model("shared_bottom").gate_model()
 
 
-@pytest.mark.parametrize("body", ["mmoe", "ple", "single_task"])
+@pytest.mark.parametrize("body", ["mmoe", "ple", "single_task", "wide"])
 def test_text_model_saves_and_loads(body, tmp_path):
+    wide = {"ngram_buckets": 13, "scale": 4.0} if body == "wide" else None
+    body = "mmoe" if body == "wide" else body
     model = MultiTaskModel(
         TASKS,
         body=body,
@@ -130,7 +132,11 @@ def test_text_model_saves_and_loads(body, tmp_path):
         text_encoder={"vocabulary_size": 50, "embedding_dim": 8},
         sequence_length=7,
         loss_weighting="uncertainty",
+        wide=wide,
     )
+    if wide:  # Non-zero wide weights, so the reload is really checked.
+        layer = model.get_layer("wide")
+        layer.set_weights([np.ones(w.shape) * 0.3 for w in layer.weights])
     model.compile()
     ids = np.random.default_rng(0).integers(0, 50, size=(5, 7)).astype("int32")
     path = tmp_path / "model.keras"
@@ -146,10 +152,51 @@ def test_text_model_saves_and_loads(body, tmp_path):
         )
 
 
+def test_wide_logits_add_to_the_deep_logits():
+    model = MultiTaskModel(
+        TASKS,
+        body_config=SMALL["mmoe"],
+        text_encoder={"vocabulary_size": 50, "embedding_dim": 8},
+        sequence_length=6,
+        wide={"ngram_buckets": 11},
+    )
+    ids = np.random.default_rng(1).integers(0, 50, size=(4, 6))
+    wide = model.get_layer("wide")
+    rng = np.random.default_rng(2)
+    wide.set_weights([rng.normal(size=w.shape) for w in wide.weights])
+    logits = np.asarray(wide(ids))  # (4, 1 + 3): task a, then task b.
+    deep = keras.Model(
+        model.inputs,
+        [model.get_layer(f"{t}_deep_logits").output for t in ("a", "b")],
+    )
+    deep_a, deep_b = (np.asarray(v) for v in deep(ids))
+    out = model(ids)
+    np.testing.assert_allclose(
+        np.asarray(out["a"]),
+        1 / (1 + np.exp(-(deep_a + logits[:, :1]))),
+        rtol=1e-5,
+    )
+    b = np.exp(deep_b + logits[:, 1:])
+    np.testing.assert_allclose(
+        np.asarray(out["b"]), b / b.sum(axis=1, keepdims=True), rtol=1e-5
+    )
+
+
 def test_single_task_body_shares_nothing():
     model = dense_model("single_task")
     names = {w.path.split("/")[0] for w in model.weights}
     assert {"a_bottom", "b_bottom"} <= names
+
+
+def test_wide_needs_token_ids():
+    with pytest.raises(ValueError, match="`wide` reads token ids"):
+        dense_model(wide={"ngram_buckets": 5})
+    with pytest.raises(ValueError, match="BagOfNgrams.*buckets"):
+        MultiTaskModel(
+            TASKS,
+            text_encoder={"vocabulary_size": 50},
+            wide={"buckets": 5},
+        )
 
 
 @pytest.mark.parametrize(
