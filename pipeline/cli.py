@@ -60,9 +60,38 @@ def _parse_bounds(values):
     return bounds
 
 
+# Trainer settings `--trainer-arg` may set besides configs.TRAINER_DEFAULTS.
+_EXTRA_TRAINER_KEYS = ("seed", "loss_weighting", "text_encoder_config")
+
+
+def _parse_trainer_args(values) -> dict:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses, else a str."""
+    from pipeline import configs
+
+    known = sorted({*configs.TRAINER_DEFAULTS, *_EXTRA_TRAINER_KEYS})
+    config = {}
+    for value in values or []:
+        key, sep, raw = value.partition("=")
+        if not sep or key not in known:
+            raise ValueError(
+                f"--trainer-arg expects KEY=VALUE with KEY one of {known}. "
+                f"Received: {value!r}"
+            )
+        try:
+            config[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[key] = raw
+    return config
+
+
 def cmd_run(args) -> int:
     from pipeline import ingest, local_runner
 
+    try:
+        trainer_config = _parse_trainer_args(args.trainer_arg)
+    except ValueError as e:
+        print(f"mmoe: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"Running the pipeline on {args.data} -> {args.output}")
     paths = local_runner.RunPaths(os.path.abspath(args.output))
     try:
@@ -79,7 +108,7 @@ def cmd_run(args) -> int:
         f"{summary.empty_texts} empty texts, missing labels "
         f"{summary.missing_labels}"
     )
-    trainer_config = {"body": args.body}
+    trainer_config["body"] = args.body
     if args.epochs is not None:
         trainer_config["epochs"] = args.epochs
     _quiet_logs()
@@ -157,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="TASK=VALUE",
         help="least test AUC (binary) / accuracy (multi-class) to push",
+    )
+    run.add_argument(
+        "--trainer-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Trainer setting (JSON value), e.g. encoder=mean, "
+        "learning_rate=0.002, wide=null, tower_units=[64]",
     )
     run.add_argument("--no-cache", action="store_true")
     run.set_defaults(func=cmd_run)

@@ -15,7 +15,10 @@ TRAINER_DEFAULTS = {
     "epochs": 20,
     "batch_size": 64,
     "learning_rate": 1e-3,
-    "early_stopping_patience": 2,
+    # A linear model over unigrams and hashed bigrams added to every task's
+    # logits (keras_mmoe.BagOfNgrams); None for the deep model alone.
+    "wide": {"ngram_buckets": 200_000, "scale": 10.0},
+    "early_stopping_patience": 3,
     "distribution": "default",  # default | mirrored | multi_worker_mirrored
 }
 

@@ -17,6 +17,8 @@ Hyperparameters come from the Trainer's `custom_config` (defaults in
 - `encoder`, `embedding_dim`: the `TextEncoder`'s kind and width;
   `text_encoder_config` (dict) adds any other `TextEncoder` argument.
 - `tower_units`, `dropout`, `loss_weighting` (`"fixed"`/`"uncertainty"`).
+- `wide`: `BagOfNgrams` arguments of the linear unigram + bigram model added
+  to the logits (`MultiTaskModel(wide=...)`), or None for none.
 - `epochs`, `batch_size` (global, across replicas), `learning_rate`,
   `early_stopping_patience`, `seed`.
 - `distribution`: `"default"`, `"mirrored"` or `"multi_worker_mirrored"`.
@@ -324,6 +326,7 @@ def run_fn(fn_args) -> None:
             tower_units=config["tower_units"],
             dropout=config["dropout"],
             loss_weighting=config.get("loss_weighting", "fixed"),
+            wide=config.get("wide"),
         )
         model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
 
