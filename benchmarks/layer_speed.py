@@ -59,7 +59,9 @@ class Config:
     peak_repeats: int = 5  # Per grid point.
     intra_op_threads: int = 0  # 0: TensorFlow's default.
     inter_op_threads: int = 0
-    modes: tuple = ("train", "infer")
+    # `_xla`: the same step compiled with XLA (`jit_compile=True`), which is
+    # what Keras 3's `model.fit` uses by default on TensorFlow.
+    modes: tuple = ("train", "infer", "train_xla", "infer_xla")
 
 
 QUICK = Config(
@@ -150,13 +152,13 @@ def make_layers(num_experts, units, num_tasks, input_dim):
     return fused, loop
 
 
-def train_block(layer, x, targets):
+def train_block(layer, x, targets, jit_compile=False):
     """A `tf.function` running `steps` training steps of `layer`."""
     optimizer = keras.optimizers.Adam(1e-4)
     variables = layer.trainable_variables
     optimizer.build(variables)
 
-    @tf.function(jit_compile=False)
+    @tf.function(jit_compile=jit_compile)
     def run(steps):
         total = tf.constant(0.0)
         for _ in tf.range(steps):
@@ -181,10 +183,10 @@ def train_block(layer, x, targets):
     return run
 
 
-def infer_block(layer, x):
+def infer_block(layer, x, jit_compile=False):
     """A `tf.function` running `steps` inference calls of `layer`."""
 
-    @tf.function(jit_compile=False)
+    @tf.function(jit_compile=jit_compile)
     def run(steps):
         total = tf.constant(0.0)
         for _ in tf.range(steps):
@@ -309,10 +311,14 @@ def run(config: Config) -> dict:
                 for _ in range(config.num_tasks)
             ]
             for mode in config.modes:
+                jit = mode.endswith("_xla")
                 fns = (
-                    [train_block(layer, x, targets) for layer in (fused, loop)]
-                    if mode == "train"
-                    else [infer_block(layer, x) for layer in (fused, loop)]
+                    [
+                        train_block(layer, x, targets, jit)
+                        for layer in (fused, loop)
+                    ]
+                    if mode.startswith("train")
+                    else [infer_block(layer, x, jit) for layer in (fused, loop)]
                 )
                 steps = calibrate(fns, config.block_seconds)
                 (t_fused, t_loop), samples = interleaved(
@@ -332,7 +338,7 @@ def run(config: Config) -> dict:
                     "fused_ms_iqr": _quartiles(samples[0]),
                     "loop_ms_iqr": _quartiles(samples[1]),
                 }
-                if mode == "train":
+                if mode.startswith("train"):
                     row["flops_per_step"] = train_flops(
                         batch,
                         num_experts,
@@ -408,12 +414,14 @@ def describe() -> dict:
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
         },
         "train_step": (
-            "tf.function(jit_compile=False): GradientTape forward, gradients "
+            "tf.function(jit_compile=False, or True for mode train_xla): "
+            "GradientTape forward, gradients "
             "for the weights and the input, Adam.apply; steps looped in-graph "
             "(tf.range, parallel_iterations=1)"
         ),
         "infer_step": (
-            "tf.function(jit_compile=False): layer(x, training=False); steps "
+            "tf.function(jit_compile=False, or True for mode infer_xla): "
+            "layer(x, training=False); steps "
             "looped in-graph (tf.range, parallel_iterations=1)"
         ),
         "flops": (
@@ -429,7 +437,7 @@ def describe() -> dict:
 
 
 HEADER = (
-    f"{'threads':<8}{'mode':<6}{'batch':>6}{'experts':>8}{'units':>6}"
+    f"{'threads':<8}{'mode':<10}{'batch':>6}{'experts':>8}{'units':>6}"
     f"{'fused ms':>10}{'loop ms':>10}{'speedup':>9}"
     f"{'fused %pk':>10}{'loop %pk':>9}"
 )
@@ -444,7 +452,7 @@ def format_row(row) -> str:
         else ""
     )
     return (
-        f"{row['threads']:<8}{row['mode']:<6}{row['batch']:>6}"
+        f"{row['threads']:<8}{row['mode']:<10}{row['batch']:>6}"
         f"{row['num_experts']:>8}{row['units']:>6}{row['fused_ms']:>10.4f}"
         f"{row['loop_ms']:>10.4f}{row['speedup']:>8.2f}x{pct}"
     )
@@ -464,6 +472,56 @@ def format_table(result) -> str:
     lines.append(HEADER)
     lines += [format_row(row) for r in result["runs"] for row in r["rows"]]
     return "\n".join(lines)
+
+
+def targets(runs) -> dict:
+    """The issue's three targets, per thread setting and compiler."""
+    out = {}
+    for r in runs:
+        for compiler, suffix in (("graph", ""), ("xla", "_xla")):
+            rows = [
+                row
+                for row in r["rows"]
+                if row["mode"] in (f"train{suffix}", f"infer{suffix}")
+            ]
+            if not rows:
+                continue
+            slowest = min(rows, key=lambda row: row["speedup"])
+            big = [
+                row
+                for row in rows
+                if row["mode"].startswith("train")
+                and row["batch"] == max(row["batch"] for row in rows)
+            ]
+            wide = [row for row in big if row["num_experts"] >= 32]
+            out[f"{r['threads']}/{compiler}"] = {
+                "never_slower": {
+                    "min_speedup": slowest["speedup"],
+                    "where": {
+                        k: slowest[k]
+                        for k in ("mode", "batch", "num_experts", "units")
+                    },
+                    "met": slowest["speedup"] >= 1.0,
+                },
+                "speedup_32_experts_train_big_batch": {
+                    "value": min(
+                        (row["speedup"] for row in wide), default=None
+                    ),
+                    "target": ">= 1.5",
+                    "met": bool(wide)
+                    and min(r["speedup"] for r in wide) >= 1.5,
+                },
+                "pct_peak_train_big_batch": {
+                    "value": max(
+                        (row.get("fused_pct_peak", 0) for row in big),
+                        default=None,
+                    ),
+                    "target": ">= 50",
+                    "met": bool(big)
+                    and max(row.get("fused_pct_peak", 0) for row in big) >= 50,
+                },
+            }
+    return out
 
 
 def main(argv=None) -> dict:
@@ -492,7 +550,18 @@ def main(argv=None) -> dict:
     else:
         runs = [run_in_subprocess(t, args.quick) for t in settings]
     result = {"config": asdict(config), **describe(), "runs": runs}
+    result["targets"] = targets(runs)
     print(format_table(result))
+    for name, checks in result["targets"].items():
+        print(
+            name,
+            {
+                k: ("met" if v["met"] else "NOT met")
+                + f" ({v.get('value', v.get('min_speedup')):.2f})"
+                for k, v in checks.items()
+                if v.get("value", v.get("min_speedup")) is not None
+            },
+        )
     output = args.output or (None if args.quick else RESULTS)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -75,4 +75,7 @@ def test_quick_run_writes_every_grid_point(tmp_path):
     for row in run["rows"]:
         assert row["fused_ms"] > 0 and row["loop_ms"] > 0
         assert row["speedup"] == pytest.approx(row["loop_ms"] / row["fused_ms"])
-        assert ("fused_pct_peak" in row) == (row["mode"] == "train")
+        assert ("fused_pct_peak" in row) == row["mode"].startswith("train")
+    assert set(result["targets"]) == {"default/graph", "default/xla"}
+    for checks in result["targets"].values():
+        assert {"never_slower", "pct_peak_train_big_batch"} <= set(checks)
