@@ -52,6 +52,11 @@ def train(args, texts, labels, classes, log=print):
         sequence_length=args.sequence_length,
         tower_units=[32],
         dropout=args.dropout,
+        wide=(
+            {"ngram_buckets": args.wide_buckets, "scale": args.wide_scale}
+            if args.wide_buckets
+            else None
+        ),
     )
     model.compile(keras.optimizers.Adam(args.learning_rate))
     start = time.perf_counter()
@@ -63,10 +68,12 @@ def train(args, texts, labels, classes, log=print):
         batch_size=args.batch_size,
         callbacks=[
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=2, restore_best_weights=True
+                monitor="val_loss",
+                patience=args.patience,
+                restore_best_weights=True,
             )
         ],
-        verbose=2,
+        verbose=args.verbose,
     )
     seconds = time.perf_counter() - start
     predictions = model.predict(ids["test"], batch_size=1024, verbose=0)
@@ -92,9 +99,8 @@ BODY_CONFIGS = {
 }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--body", default="mmoe", choices=sorted(BODY_CONFIGS))
+def add_training_args(parser):
+    """The model and training flags (defaults: the pipeline's Trainer)."""
     parser.add_argument("--encoder", default="cnn")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -103,7 +109,22 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument(
+        "--wide-buckets",
+        type=int,
+        default=200_000,
+        help="hashed bigram rows of the wide BagOfNgrams; 0: no wide part",
+    )
+    parser.add_argument("--wide-scale", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=2)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--body", default="mmoe", choices=sorted(BODY_CONFIGS))
+    add_training_args(parser)
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
 
