@@ -20,6 +20,8 @@ TRAINER_DEFAULTS = {
     "wide": {"ngram_buckets": 200_000, "scale": 10.0},
     "early_stopping_patience": 3,
     "distribution": "default",  # default | mirrored | multi_worker_mirrored
+    # Initialization, shuffling and dropout; None for a fresh draw each run.
+    "seed": 0,
 }
 
 # Evaluator: a model is blessed only if every task's metric on the test split

@@ -33,11 +33,17 @@ def _load(model_dir: str):
 
 
 def test_metrics(model_dir, test_csv, config, class_names):
-    """{task: metrics} of the exported model on the test CSV's rows."""
+    """{task: metrics} of the exported model on the test CSV's rows.
+
+    Each task's metrics also hold `with_text`: the same metrics on the rows
+    whose text is not empty (the protocol of data/README.md's reference
+    figures, which drop rows without text).
+    """
     model = _load(model_dir)
     predict = model.signatures["predict_text"]
     frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
     texts = frame[config.text_columns].agg(" ".join, axis=1).tolist()
+    has_text = np.array([bool(t.strip()) for t in texts])
     probabilities = {features.task_name(c): [] for c in config.label_columns}
     for start in range(0, len(texts), BATCH):
         out = predict(text=np.array(texts[start : start + BATCH], dtype=object))
@@ -51,10 +57,15 @@ def test_metrics(model_dir, test_csv, config, class_names):
             [index.get(v.strip(), -1) for v in frame[column]], dtype="int64"
         )
         p = np.concatenate(probabilities[task])
-        results[column] = evaluation.task_metrics(
-            labels, p[:, 1:] if p.shape[1] == 2 else p
-        )
+        p = p[:, 1:] if p.shape[1] == 2 else p
+        results[column] = evaluation.task_metrics(labels, p)
         results[column]["unseen_or_missing_labels"] = int((labels < 0).sum())
+        labelled_text = has_text & (labels >= 0)
+        results[column]["with_text"] = (
+            evaluation.task_metrics(labels[has_text], p[has_text])
+            if labelled_text.any()
+            else None
+        )
     return results
 
 
@@ -108,6 +119,12 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
 
     print("\nTest split metrics:", file=out)
     print(evaluation.format_table(results), file=out)
+    with_text = {
+        k: v["with_text"] for k, v in results.items() if v["with_text"]
+    }
+    if any(v["n"] < results[k]["n"] for k, v in with_text.items()):
+        print("Test rows with text:", file=out)
+        print(evaluation.format_table(with_text), file=out)
     print(f"\nMetrics: {metrics_path}", file=out)
     run_dir = _latest(os.path.join(root, "Trainer", "model_run", "*"))
     summary_path = run_dir and os.path.join(run_dir, "training_summary.json")
