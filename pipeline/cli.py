@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("texts", nargs="+")
     predict.set_defaults(func=cmd_predict)
+
+    from serving import client
+
+    client.add_query_command(commands)
     return parser
 
 
