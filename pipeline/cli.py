@@ -207,9 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="+")
     predict.set_defaults(func=cmd_predict)
 
-    from serving import client
+    from serving import client, score
 
     client.add_query_command(commands)
+    score.add_score_command(commands)
     return parser
 
 

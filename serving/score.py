@@ -1,0 +1,275 @@
+"""Batch scoring with the exported model on Apache Beam (`mmoe score`).
+
+    mmoe score --model output/demo/serving/mmoe --data reviews.csv \\
+      --text-column Title "Review Text" --output predictions/ \\
+      [--beam-arg=--direct_running_mode=multi_processing \\
+       --beam-arg=--direct_num_workers=2 | --beam-arg=--runner=FlinkRunner]
+
+Input: a CSV (`.csv`, `.csv.gz`; the text is the `--text-column` cells
+joined with a space, as the pipeline's Transform joins them) or a TFRecord
+of tf.Examples (a name containing `.tfrecord`, gzipped if it ends in `.gz`;
+each example goes to `serving_default` as it is). Rows are numbered as they
+are read, so every row keeps its identity however the runner reorders or
+retries work: its `--id-column` value, else its 0-based row number.
+
+The scoring runs in Beam's `RunInference` with a model handler that loads the
+SavedModel (`tf.saved_model.load` after `import tensorflow_text`) once per
+worker and calls the signature on batches of up to `batch_size` rows.
+
+Output: `OUTPUT/predictions-SSSSS-of-NNNNN.jsonl`, one JSON object per input
+row: `{"id": ..., "<task>": {"label": ..., "probabilities": {class: p}}}`.
+The job writes into a hidden folder beside `OUTPUT` and renames it into place
+when it has succeeded: a failed job leaves no `OUTPUT`, never a partial one.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+from collections.abc import Sequence
+
+from serving import predict
+
+SUFFIX = ".jsonl"
+PREFIX = "predictions"
+
+
+class ScoreError(ValueError):
+    """Bad input, named in one line (the command exits with code 2)."""
+
+
+def _is_tfrecord(path: str) -> bool:
+    return ".tfrecord" in pathlib.Path(path).name
+
+
+def read_rows(data, text_columns=None, id_column=None):
+    """[(id, bytes)]: texts of a CSV, or serialized tf.Examples."""
+    if not os.path.isfile(data):
+        raise ScoreError(f"Data file not found: {data}")
+    if _is_tfrecord(data):
+        return _read_tfrecord(data, id_column)
+    if not text_columns:
+        raise ScoreError("A CSV needs --text-column: which columns hold text.")
+    from pipeline import ingest
+
+    frame, _, _ = ingest._read(pathlib.Path(data))
+    missing = [
+        c
+        for c in [*text_columns, *([id_column] if id_column else [])]
+        if c not in frame.columns
+    ]
+    if missing:
+        raise ScoreError(
+            f"Column(s) not in {data}: {', '.join(map(repr, missing))}. "
+            f"Columns there: {', '.join(map(repr, frame.columns))}"
+        )
+    texts = frame[list(text_columns)].agg(" ".join, axis=1).str.strip()
+    ids = frame[id_column].tolist() if id_column else range(len(frame))
+    return [(i, t.encode("utf-8")) for i, t in zip(ids, texts, strict=True)]
+
+
+def _read_tfrecord(data, id_column):
+    import tensorflow as tf
+
+    compression = "GZIP" if data.endswith(".gz") else ""
+    rows = []
+    try:
+        records = tf.data.TFRecordDataset(data, compression_type=compression)
+        for number, record in enumerate(records.as_numpy_iterator()):
+            key = number
+            if id_column:
+                example = tf.train.Example.FromString(record)
+                feature = example.features.feature.get(id_column)
+                if feature is None:
+                    raise ScoreError(
+                        f"Record {number} of {data} has no {id_column!r}."
+                    )
+                kind = feature.WhichOneof("kind")
+                (key,) = getattr(feature, kind).value[:1] or [None]
+                key = key.decode() if isinstance(key, bytes) else key
+            rows.append((key, record))
+    except tf.errors.OpError as e:
+        raise ScoreError(
+            f"Could not read TFRecord {data}: {e.message.splitlines()[0]}"
+        ) from None
+    return rows
+
+
+def _handler(model_dir, signature, batch_size):
+    from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
+
+    class SavedModelHandler(ModelHandler):
+        """Loads the SavedModel once per worker; calls one signature."""
+
+        def load_model(self):
+            import tensorflow as tf
+            import tensorflow_text  # noqa: F401  (registers the ops)
+
+            return tf.saved_model.load(model_dir)
+
+        def run_inference(self, batch, model, inference_args=None):
+            import tensorflow as tf
+
+            fn = model.signatures[signature]
+            name = "text" if signature == "predict_text" else "examples"
+            out = fn(**{name: tf.constant(list(batch), tf.string)})
+            out = {k: v.numpy() for k, v in out.items()}
+            return [
+                {k: v[i] for k, v in out.items()} for i in range(len(batch))
+            ]
+
+        def batch_elements_kwargs(self):
+            return {"min_batch_size": 1, "max_batch_size": batch_size}
+
+    return KeyedModelHandler(SavedModelHandler())
+
+
+def _to_json(keyed, class_names):
+    key, outputs = keyed
+    row = {"id": key}
+    for name, value in outputs.items():
+        if not name.endswith("_probabilities"):
+            continue
+        task = name[: -len("_probabilities")]
+        names = class_names.get(task) or [str(i) for i in range(len(value))]
+        label = outputs[f"{task}_label"]
+        row[task] = {
+            "label": label.decode("utf-8", errors="replace"),
+            "probabilities": {
+                n: round(float(p), 6) for n, p in zip(names, value, strict=True)
+            },
+        }
+    return json.dumps(row, ensure_ascii=False)
+
+
+def score(
+    model: str,
+    data: str,
+    output: str,
+    text_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+    beam_args: Sequence[str] | None = None,
+    batch_size: int = 256,
+    overwrite: bool = False,
+) -> dict:
+    """Scores every row of `data` with the model; see the module docstring.
+
+    Returns {"rows": n, "files": [...]}.
+    """
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    try:
+        model_dir = predict.resolve_model_dir(model)
+    except FileNotFoundError as e:
+        raise ScoreError(str(e)) from None
+    if batch_size < 1:
+        raise ScoreError(f"--batch-size must be >= 1. Received: {batch_size}")
+    output = os.path.abspath(output)
+    if os.path.exists(output) and os.listdir(output) and not overwrite:
+        raise ScoreError(
+            f"Output folder {output} is not empty; pass --overwrite to "
+            "replace it."
+        )
+    rows = read_rows(data, text_columns, id_column)
+    ids = [key for key, _ in rows]
+    if len(set(ids)) != len(ids):
+        raise ScoreError(f"Column {id_column!r} has repeated values.")
+    signature = "serving_default" if _is_tfrecord(data) else "predict_text"
+    tasks = _tasks(model_dir)
+    class_names = {t: predict.class_names(model_dir, t) for t in tasks}
+
+    staging = os.path.join(
+        os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}"
+    )
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    try:
+        options = PipelineOptions(list(beam_args or []))
+        with beam.Pipeline(options=options) as pipeline:
+            _ = (
+                pipeline
+                | "Rows" >> beam.Create(rows, reshuffle=True)
+                | "Score"
+                >> RunInference(_handler(model_dir, signature, batch_size))
+                | "ToJson" >> beam.Map(_to_json, class_names=class_names)
+                | "Write"
+                >> beam.io.WriteToText(
+                    os.path.join(staging, PREFIX), file_name_suffix=SUFFIX
+                )
+            )
+        if os.path.exists(output):
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files = sorted(str(p) for p in pathlib.Path(output).glob(f"*{SUFFIX}"))
+    return {"rows": len(rows), "files": files}
+
+
+def _tasks(model_dir) -> list[str]:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    outputs = (
+        tf.saved_model.load(model_dir)
+        .signatures["predict_text"]
+        .structured_outputs
+    )
+    return sorted(
+        k[: -len("_probabilities")]
+        for k in outputs
+        if k.endswith("_probabilities")
+    )
+
+
+# === The `mmoe score` command ===
+
+
+def add_score_command(subparsers) -> None:
+    """Registers `mmoe score` on an argparse subparsers object."""
+    cmd = subparsers.add_parser(
+        "score", help="score a CSV or TFRecord with a model, on Apache Beam"
+    )
+    cmd.add_argument("--model", required=True, help="SavedModel or model dir")
+    cmd.add_argument("--data", required=True, help="CSV or TFRecord file")
+    cmd.add_argument("--output", required=True, help="folder to create")
+    cmd.add_argument("--text-column", nargs="+", metavar="COL")
+    cmd.add_argument("--id-column")
+    cmd.add_argument("--batch-size", type=int, default=256)
+    cmd.add_argument("--overwrite", action="store_true")
+    cmd.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="a Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner",
+    )
+    cmd.set_defaults(func=cmd_score)
+
+
+def cmd_score(args, out=None, err=None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        result = score(
+            args.model,
+            args.data,
+            args.output,
+            text_columns=args.text_column,
+            id_column=args.id_column,
+            beam_args=args.beam_arg,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+        )
+    except ScoreError as e:
+        print(f"mmoe: {e}", file=err)
+        return 2
+    print(
+        f"Scored {result['rows']} rows into {len(result['files'])} file(s) "
+        f"under {os.path.abspath(args.output)}",
+        file=out,
+    )
+    return 0
