@@ -257,6 +257,15 @@ class TextEncoder(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         ids = ops.cast(inputs, "int32")
+        # TensorFlow's convolutions and keras.ops.max fail on an empty batch,
+        # which serving sends: it encodes to an empty (0, output_dim).
+        return ops.cond(
+            ops.shape(ids)[0] > 0,
+            lambda: self._encode(ids, training),
+            lambda: ops.zeros((0, self.output_dim), dtype=self.compute_dtype),
+        )
+
+    def _encode(self, ids, training):
         mask = ops.not_equal(ids, 0)  # (batch, length)
         float_mask = ops.expand_dims(
             ops.cast(mask, self.compute_dtype), -1

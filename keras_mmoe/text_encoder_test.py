@@ -158,6 +158,18 @@ def test_padding_does_not_change_the_output(encoder):
 
 
 @pytest.mark.parametrize("encoder", list(ENCODER_KWARGS))
+def test_empty_batch_gives_an_empty_output(encoder):
+    # Serving sends empty batches; a causal Conv1D alone fails on them.
+    layer = _encoder(encoder)
+    out = layer(IDS[:0])
+    assert tuple(out.shape) == (0, layer.output_dim)
+    inputs = keras.Input((IDS.shape[1],), dtype="int32")
+    model = keras.Model(inputs, layer(inputs))
+    traced = keras.ops.convert_to_numpy(model(IDS[:0], training=False))
+    assert traced.shape == (0, layer.output_dim)
+
+
+@pytest.mark.parametrize("encoder", list(ENCODER_KWARGS))
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_all_padding_text_gives_zeros(encoder, dropout):
     layer = _encoder(encoder, dropout=dropout)

@@ -109,6 +109,15 @@ def test_model_was_pushed_whole(run):
     )
 
 
+def test_pushed_model_holds_the_serving_contract(run):
+    """Loaded in a process importing only TensorFlow and TF-Text; the same
+    check `python -m serving.contract` runs on the demo's model."""
+    from serving import contract
+
+    paths, _, _ = run
+    assert contract.check(os.path.join(paths.serving_root, "mmoe")) == []
+
+
 def test_metrics_json_is_sane(run):
     paths, _, _ = run
     report = json.loads(open(os.path.join(paths.output, "metrics.json")).read())
