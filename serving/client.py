@@ -11,11 +11,17 @@ thing: per text, per task, the predicted label and the class probabilities.
 - gRPC: `tensorflow.serving.PredictionService/Predict` on HOST:8500 with a
   `PredictRequest` (model spec, signature name, a string tensor input).
 
+Batches: with `--enable_batching`, TF Serving refuses a request of more rows
+than `max_batch_size` (INVALID_ARGUMENT "Task size N is larger than maximum
+input batch size"), so the client sends at most `batch_size` texts per
+request (256, as `deploy/batching_parameters.txt`) and joins the replies.
+
 Retries: a server that is not up yet or is overloaded (gRPC `UNAVAILABLE`,
 HTTP 502/503/504, connection refused or reset) is retried with exponential
 backoff, `retries` times. Any other error (gRPC `INVALID_ARGUMENT`, HTTP
-4xx, ...) is raised at once as a `ServingError` naming the server, the
-model, the status and the server's message.
+4xx, a request that outlives `timeout`, ...) is raised at once as a
+`ServingError` naming the server, the model, the status and the server's
+message.
 
 Example:
 >>> client = ServingClient("localhost", protocol="grpc")
@@ -23,8 +29,12 @@ Example:
 '5'
 """
 
+import argparse
 import base64
+import http.client
 import json
+import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,14 +43,52 @@ from collections.abc import Sequence
 PROTOCOLS = ("rest", "grpc")
 SIGNATURES = ("predict_text", "serving_default")
 # Inputs of the exported signatures (serving/export.py).
-_INPUT_NAMES = {"predict_text": "text", "serving_default": "examples"}
+INPUT_NAMES = {"predict_text": "text", "serving_default": "examples"}
+# TF Serving answers 503 for UNAVAILABLE; proxies in front say 502 or 504.
 _RETRY_HTTP = (502, 503, 504)
 _PROBABILITIES = "_probabilities"
 _LABEL = "_label"
+EXIT_SERVING_ERROR = 2
 
 
 class ServingError(RuntimeError):
-    """A request the server refused or could not be reached for."""
+    """A request the server refused, or could not be reached for.
+
+    Attributes:
+        target: str. `host:port` asked.
+        model_name: str. The model asked for.
+        status: str. gRPC status name (`"INVALID_ARGUMENT"`) or
+            `"HTTP 400"`; `"UNAVAILABLE"` when nobody answered.
+        message: str. The server's message, or what went wrong.
+    """
+
+    def __init__(self, protocol, target, model_name, status, message):
+        self.protocol = protocol
+        self.target = target
+        self.model_name = model_name
+        self.status = status
+        self.message = str(message)
+        super().__init__(
+            f"{protocol.upper()} {target} model {model_name!r}: {status}: "
+            f"{self.message}"
+        )
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt: the server is not (yet) there."""
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        self.status = status
+        self.message = str(message)
+
+
+def _check_integer(name: str, value, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(
+            f"`{name}` expected an integer >= {least}. "
+            f"Received: {name}={value!r}"
+        )
 
 
 def _as_bytes(text) -> bytes:
@@ -66,14 +114,20 @@ def rows_from_outputs(outputs: dict, n: int) -> list[dict]:
     tasks = sorted(
         k[: -len(_PROBABILITIES)] for k in outputs if k.endswith(_PROBABILITIES)
     )
+    if not tasks:
+        raise ValueError(
+            f"No `T{_PROBABILITIES}` output in the reply; its outputs: "
+            f"{sorted(outputs)}"
+        )
     rows = [{} for _ in range(n)]
     for task in tasks:
         probabilities = outputs[task + _PROBABILITIES]
-        labels = outputs[task + _LABEL]
+        labels = outputs.get(task + _LABEL, [])
         if len(probabilities) != n or len(labels) != n:
-            raise ServingError(
-                f"The server returned {len(probabilities)} rows of "
-                f"{task + _PROBABILITIES!r} for {n} inputs."
+            raise ValueError(
+                f"The reply has {len(probabilities)} rows of "
+                f"{task + _PROBABILITIES!r} and {len(labels)} of "
+                f"{task + _LABEL!r} for {n} inputs"
             )
         for row, p, label in zip(rows, probabilities, labels, strict=True):
             if isinstance(label, bytes):
@@ -95,9 +149,18 @@ class ServingClient:
         rest_port: int. REST API port (TF Serving's `--rest_api_port`).
         grpc_port: int. gRPC port (TF Serving's `--port`).
         version: optional int. A model version; the newest when None.
-        timeout: float. Seconds per attempt.
+        timeout: float. Seconds per request; a request that takes longer
+            fails with `DEADLINE_EXCEEDED` and is not retried.
         retries: int >= 0. Further attempts after an UNAVAILABLE error.
         backoff: float. Seconds before the first retry, doubled each time.
+        batch_size: int. Most texts per request: the server's
+            `max_batch_size` when it batches.
+
+    Example:
+    >>> with ServingClient("localhost", protocol="rest") as client:
+    ...     rows = client.predict(["Runs small.", ""])
+    >>> sorted(rows[0]["department_name"])
+    ['label', 'probabilities']
     """
 
     def __init__(
@@ -111,23 +174,28 @@ class ServingClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.2,
+        batch_size: int = 256,
     ):
         if protocol not in PROTOCOLS:
             raise ValueError(
                 f"`protocol` expected one of {PROTOCOLS}. "
                 f"Received: protocol={protocol!r}"
             )
-        if isinstance(retries, bool) or not isinstance(retries, int):
+        _check_integer("retries", retries, least=0)
+        _check_integer("batch_size", batch_size, least=1)
+        if isinstance(timeout, bool) or not (
+            isinstance(timeout, (int, float)) and timeout > 0
+        ):
             raise ValueError(
-                f"`retries` expected an integer >= 0. Received: {retries!r}"
+                "`timeout` expected a positive number of seconds. "
+                f"Received: timeout={timeout!r}"
             )
-        if retries < 0:
+        if isinstance(backoff, bool) or not (
+            isinstance(backoff, (int, float)) and backoff >= 0
+        ):
             raise ValueError(
-                f"`retries` expected an integer >= 0. Received: {retries!r}"
-            )
-        if not timeout or timeout <= 0:
-            raise ValueError(
-                f"`timeout` expected a positive number. Received: {timeout!r}"
+                "`backoff` expected a number of seconds >= 0. "
+                f"Received: backoff={backoff!r}"
             )
         self.host = host
         self.model_name = model_name
@@ -138,6 +206,8 @@ class ServingClient:
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = float(backoff)
+        self.batch_size = batch_size
+        self._channel = None
         self._stub = None
 
     # === Public API ===
@@ -150,12 +220,19 @@ class ServingClient:
     ) -> list[dict]:
         """Per text: `{task: {"label": str, "probabilities": [float]}}`.
 
+        `probabilities[i]` is the probability of class `i`, line `i` of
+        the model's `assets/T_label_vocab`.
+
         Args:
-            texts: list of str (or UTF-8 bytes).
+            texts: list of str (or bytes, sent as they are, UTF-8 or not).
             signature: `"predict_text"` (raw text) or `"serving_default"`
                 (each text sent as a tf.Example with it in `text_column`).
             text_column: the text column of the model's data, for
                 `serving_default`.
+
+        Raises:
+            ServingError: the server refused a request or could not be
+                reached, after the retries.
         """
         if signature not in SIGNATURES:
             raise ValueError(
@@ -167,21 +244,37 @@ class ServingClient:
                 "`texts` expected a list of texts, not one string. Received: "
                 f"{texts[:50]!r}"
             )
-        texts = list(texts)
-        if not texts:
-            return []
         if signature == "serving_default":
             values = [text_example(text_column, t) for t in texts]
         else:
             values = [_as_bytes(t) for t in texts]
         send = self._rest if self.protocol == "rest" else self._grpc
-        outputs = self._with_retries(lambda: send(signature, values))
-        return rows_from_outputs(outputs, len(texts))
+        rows = []
+        for start in range(0, len(values), self.batch_size):
+            chunk = values[start : start + self.batch_size]
+            outputs = self._with_retries(lambda c=chunk: send(signature, c))
+            try:
+                rows += rows_from_outputs(outputs, len(chunk))
+            except ValueError as e:
+                raise self._error("bad reply", e) from None
+        return rows
 
     @property
     def target(self) -> str:
         port = self.rest_port if self.protocol == "rest" else self.grpc_port
         return f"{self.host}:{port}"
+
+    def close(self) -> None:
+        """Closes the gRPC channel, if one was opened."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = self._stub = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     # === Retries ===
 
@@ -190,26 +283,30 @@ class ServingClient:
         for tries_left in range(self.retries, -1, -1):
             try:
                 return attempt()
-            except _Unavailable as e:
+            except _Retryable as e:
                 if not tries_left:
-                    raise ServingError(
-                        f"{self.protocol.upper()} {self.target} model "
-                        f"{self.model_name!r}: UNAVAILABLE after "
-                        f"{self.retries + 1} attempts: {e}"
+                    attempts = self.retries + 1
+                    raise self._error(
+                        f"{e.status} after {attempts} "
+                        f"attempt{'s' if attempts > 1 else ''}",
+                        e.message,
                     ) from None
-                time.sleep(delay)
-                delay *= 2
+            # Jitter, so that clients turned away together do not all come
+            # back at the same moment.
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay *= 2
 
     def _error(self, status, message) -> ServingError:
         return ServingError(
-            f"{self.protocol.upper()} {self.target} model "
-            f"{self.model_name!r}: {status}: {message}"
+            self.protocol, self.target, self.model_name, status, message
         )
 
     # === REST ===
 
     def _url(self) -> str:
-        version = f"/versions/{self.version}" if self.version else ""
+        version = (
+            f"/versions/{self.version}" if self.version is not None else ""
+        )
         return (
             f"http://{self.host}:{self.rest_port}/v1/models/"
             f"{self.model_name}{version}:predict"
@@ -217,15 +314,16 @@ class ServingClient:
 
     def _rest(self, signature, values) -> dict:
         if signature == "serving_default":
-            instances = [{"b64": base64.b64encode(v).decode()} for v in values]
+            instances = [_b64(v) for v in values]
         else:
-            # JSON carries text; bytes that are not UTF-8 go as b64.
+            # JSON carries text; bytes that are not UTF-8 go as b64, which
+            # TF Serving accepts for any string input.
             instances = []
             for v in values:
                 try:
                     instances.append(v.decode("utf-8"))
                 except UnicodeDecodeError:
-                    instances.append({"b64": base64.b64encode(v).decode()})
+                    instances.append(_b64(v))
         body = json.dumps(
             {"signature_name": signature, "instances": instances}
         ).encode()
@@ -241,17 +339,24 @@ class ServingClient:
         except urllib.error.HTTPError as e:
             message = _rest_error_message(e)
             if e.code in _RETRY_HTTP:
-                raise _Unavailable(f"HTTP {e.code}: {message}") from None
+                raise _Retryable(f"HTTP {e.code}", message) from None
             raise self._error(f"HTTP {e.code}", message) from None
-        except (ConnectionError, TimeoutError) as e:
-            raise _Unavailable(str(e) or type(e).__name__) from None
-        except urllib.error.URLError as e:
-            reason = e.reason
-            if isinstance(reason, (ConnectionError, TimeoutError, OSError)):
-                raise _Unavailable(str(reason)) from None
+        except OSError as e:  # URLError and socket errors
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError):
+                raise self._error(
+                    "DEADLINE_EXCEEDED", f"no reply within {self.timeout} s"
+                ) from None
+            if isinstance(reason, OSError):
+                # Connection refused or reset: the server is not up (yet).
+                raise _Retryable("UNAVAILABLE", reason) from None
             raise self._error("URL error", reason) from None
-        if "predictions" not in reply:
-            raise self._error("bad reply", f"no 'predictions' in {reply!r}")
+        except (ValueError, http.client.HTTPException) as e:
+            raise self._error("bad reply", f"{type(e).__name__}: {e}") from None
+        if not isinstance(reply, dict) or "predictions" not in reply:
+            raise self._error(
+                "bad reply", f"no 'predictions' in {str(reply)[:200]}"
+            )
         return _columns(reply["predictions"])
 
     # === gRPC ===
@@ -264,27 +369,24 @@ class ServingClient:
         if self._stub is None:
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            channel = grpc.insecure_channel(self.target)
+            self._channel = grpc.insecure_channel(self.target)
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
-                channel
+                self._channel
             )
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
         request.model_spec.signature_name = signature
-        if self.version:
+        if self.version is not None:
             request.model_spec.version.value = self.version
-        request.inputs[_INPUT_NAMES.get(signature, "text")].CopyFrom(
+        request.inputs[INPUT_NAMES[signature]].CopyFrom(
             tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)])
         )
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as e:
             code = e.code()
-            if code in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            ):
-                raise _Unavailable(f"{code.name}: {e.details()}") from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise _Retryable(code.name, e.details()) from None
             raise self._error(code.name, e.details()) from None
         return {
             name: tf.make_ndarray(tensor).tolist()
@@ -292,21 +394,25 @@ class ServingClient:
         }
 
 
-class _Unavailable(Exception):
-    """A failure worth retrying."""
+def _b64(value: bytes) -> dict:
+    return {"b64": base64.b64encode(value).decode("ascii")}
 
 
 def _rest_error_message(error) -> str:
+    """TF Serving's `{"error": message}` body, else the HTTP reason."""
     try:
-        return json.loads(error.read()).get("error", "") or error.reason
-    except (ValueError, AttributeError, OSError):
+        return json.loads(error.read())["error"]
+    except (ValueError, KeyError, TypeError, OSError):
         return str(error.reason)
 
 
-def _columns(predictions: list) -> dict:
+def _columns(predictions) -> dict:
     """Row format `[{output: value}, ...]` -> `{output: [value, ...]}`."""
     columns = {}
     for row in predictions:
+        if not isinstance(row, dict):
+            # A model of one output gets bare values; ours has several.
+            raise ValueError(f"expected rows keyed by output, got {row!r}")
         for name, value in row.items():
             if isinstance(value, dict) and "b64" in value:
                 value = base64.b64decode(value["b64"])
@@ -317,36 +423,55 @@ def _columns(predictions: list) -> dict:
 # === The `mmoe query` command ===
 
 
-def add_query_command(subparsers) -> None:
+def add_query_command(subparsers) -> argparse.ArgumentParser:
     """Registers `mmoe query TEXT ...` on an argparse subparsers object."""
     query = subparsers.add_parser(
-        "query", help="ask a running TF Serving for predictions"
+        "query",
+        help="ask a running TF Serving for predictions",
+        description="Sends texts to TF Serving and prints, per text and "
+        "task, the label and the class probabilities as JSON. Exit code 2 "
+        "when the server refuses or cannot be reached.",
     )
-    query.add_argument("texts", nargs="+")
+    query.add_argument("texts", nargs="+", metavar="TEXT")
     query.add_argument("--host", default="localhost")
     query.add_argument("--protocol", choices=PROTOCOLS, default="rest")
     query.add_argument("--rest-port", type=int, default=8501)
     query.add_argument("--grpc-port", type=int, default=8500)
     query.add_argument("--model-name", default="mmoe")
-    query.add_argument("--model-version", type=int)
+    query.add_argument(
+        "--model-version", type=int, help="a version; the newest if not set"
+    )
     query.add_argument("--signature", choices=SIGNATURES, default=SIGNATURES[0])
     query.add_argument(
         "--text-column",
         default="Title",
         help="the text column of the tf.Examples (serving_default)",
     )
-    query.add_argument("--timeout", type=float, default=10.0)
-    query.add_argument("--retries", type=int, default=3)
+    query.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request"
+    )
+    query.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="further attempts while the server is UNAVAILABLE",
+    )
+    query.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="most texts per request (the server's max_batch_size)",
+    )
     query.set_defaults(func=cmd_query)
+    return query
 
 
 def cmd_query(args, out=None, err=None) -> int:
-    import sys
-
+    """Runs `mmoe query`: JSON on `out`, or one `mmoe: ...` line on `err`."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        client = ServingClient(
+        with ServingClient(
             host=args.host,
             model_name=args.model_name,
             protocol=args.protocol,
@@ -355,13 +480,17 @@ def cmd_query(args, out=None, err=None) -> int:
             version=args.model_version,
             timeout=args.timeout,
             retries=args.retries,
-        )
-        rows = client.predict(
-            args.texts, signature=args.signature, text_column=args.text_column
-        )
+            batch_size=args.batch_size,
+        ) as client:
+            rows = client.predict(
+                args.texts,
+                signature=args.signature,
+                text_column=args.text_column,
+            )
     except (ServingError, ValueError) as e:
-        print(f"mmoe: {e}".splitlines()[0], file=err)
-        return 2
+        # One line: a server message may hold a stack of them.
+        print(" ".join(f"mmoe: {e}".split()), file=err)
+        return EXIT_SERVING_ERROR
     results = [
         {"text": t, **row} for t, row in zip(args.texts, rows, strict=True)
     ]
