@@ -73,7 +73,7 @@ class Config:
     noise_std: float = 0.1  # eps ~ N(0, 0.01)
     train_size: int = 10_000
     test_size: int = 1_000
-    # Models (paper, section 4.3).
+    # Models (the paper's synthetic experiment).
     num_experts: int = 8
     expert_units: int = 16
     tower_units: int = 8
