@@ -217,6 +217,11 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF-Text ops)
 from tensorflow_serving.apis import prediction_log_pb2
 
+# With Keras 3 installed, `import tensorflow` itself imports keras; what
+# matters is what loading and running the model brings in beyond that.
+WATCHED = ("keras", "tensorflow_transform", "tfx", "keras_mmoe", "pipeline",
+           "serving", "tf_keras")
+baseline = {m for m in WATCHED if m in sys.modules}
 model_dir, request_path, result_path = sys.argv[1:4]
 with open(request_path) as f:
     request = json.load(f)
@@ -242,11 +247,6 @@ def plain(outputs):
 
 
 result = {
-    "modules": sorted(
-        m for m in ("keras", "tensorflow_transform", "tfx", "keras_mmoe",
-                    "pipeline", "serving", "tf_keras")
-        if m in sys.modules
-    ),
     "signatures": {
         name: {
             "inputs": {k: spec(s) for k, s in
@@ -296,6 +296,8 @@ for record in tf.data.TFRecordDataset(path):
         "outputs": {k: list(v.shape) for k, v in out.items()},
     })
 result["warmup"] = warmup
+result["modules"] = sorted(
+    m for m in WATCHED if m in sys.modules and m not in baseline)
 with open(result_path, "w") as f:
     json.dump(result, f)
 """
@@ -309,7 +311,9 @@ def run_serving_check(
     Calls `predict_text` on `texts` (str or bytes), `serving_default`
     (keyword and positional) and `transform_features` on `examples`, bad
     inputs through `predict_text`, and every warmup record; returns the
-    signatures' specs and every output as JSON-ready lists.
+    signatures' specs, every output as JSON-ready lists, and under
+    "modules" the Keras or project modules that loading and running the
+    model imported beyond `import tensorflow, tensorflow_text`.
     """
     import base64
     import json
