@@ -1,6 +1,5 @@
 """After a run: per-task test metrics, the gate heatmap, where things went."""
 
-import glob
 import json
 import os
 
@@ -12,17 +11,53 @@ from pipeline import evaluation, features, ingest
 BATCH = 256
 
 
-def _latest(pattern: str) -> str | None:
-    """The artifact of the newest execution matching `<dir>/<id>[/...]`."""
-    found = glob.glob(pattern)
-    if not found:
-        return None
+def run_outputs(metadata_path: str) -> dict[str, dict[str, str]]:
+    """{node id: {output key: artifact uri}} of the newest pipeline run.
 
-    def execution_id(path):
-        parts = path[len(pattern.split("*")[0]) :].split(os.sep)
-        return int(parts[0]) if parts[0].isdigit() else -1
+    Read from ML Metadata, so a component that hit the cache gives the
+    artifact it reused, not the newest one of that kind on disk (a rerun
+    with an earlier config reuses an earlier model). Pushed models give
+    their `pushed_destination`.
+    """
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
 
-    return max(found, key=execution_id)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    )
+    store = metadata_store.MetadataStore(config)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    outputs = {}
+    for execution in store.get_executions_by_context(run.id):
+        node = next(
+            (
+                c.name.rsplit(".", 1)[-1]
+                for c in store.get_contexts_by_execution(execution.id)
+                if c.type == "node"
+            ),
+            None,
+        )
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution.id])
+            if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps
+        ]
+        artifacts = {
+            a.id: a
+            for a in store.get_artifacts_by_id([e.artifact_id for e in events])
+        }
+        for event in events:
+            artifact = artifacts[event.artifact_id]
+            pushed = artifact.custom_properties.get("pushed_destination")
+            outputs.setdefault(node, {})[event.path.steps[0].key] = (
+                pushed.string_value if pushed else artifact.uri
+            )
+    return outputs
 
 
 def _load(model_dir: str):
@@ -79,11 +114,9 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
     from keras_mmoe import gate_diagnostics
     from pipeline import preprocessing
 
-    root = paths.pipeline_root
-    model_dir = _latest(os.path.join(root, "Trainer", "model", "*"))
-    transform_dir = _latest(
-        os.path.join(root, "Transform", "transform_graph", "*")
-    )
+    outputs = run_outputs(paths.metadata_path)
+    model_dir = outputs.get("Trainer", {}).get("model")
+    transform_dir = outputs.get("Transform", {}).get("transform_graph")
     if model_dir is None or transform_dir is None:
         print("mmoe: the pipeline exported no model.", file=out)
         return False
@@ -100,7 +133,7 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
         if os.path.exists(test_csv)
         else {}
     )
-    blessing = _latest(os.path.join(root, "Evaluator", "blessing", "*"))
+    blessing = outputs.get("Evaluator", {}).get("blessing")
     blessed = blessing is not None and os.path.exists(
         os.path.join(blessing, "BLESSED")
     )
@@ -126,7 +159,7 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
         print("Test rows with text:", file=out)
         print(evaluation.format_table(with_text), file=out)
     print(f"\nMetrics: {metrics_path}", file=out)
-    run_dir = _latest(os.path.join(root, "Trainer", "model_run", "*"))
+    run_dir = outputs.get("Trainer", {}).get("model_run")
     summary_path = run_dir and os.path.join(run_dir, "training_summary.json")
     if summary_path and os.path.exists(summary_path):
         with open(summary_path) as f:
@@ -138,10 +171,11 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
                 title=f"{args.body} gates, validation split",
             )
             print(f"Gate heatmap: {png}", file=out)
-    serving = os.path.join(paths.serving_root)
-    pushed = sorted(glob.glob(os.path.join(serving, "*", "[0-9]*")))
+    pushed = next((v for k, v in outputs.items() if "Pusher" in k), {}).get(
+        "pushed_model"
+    )
     if blessed and pushed:
-        print(f"Pushed model: {pushed[-1]}", file=out)
+        print(f"Pushed model: {pushed}", file=out)
     else:
         print("Model not blessed by the Evaluator: not pushed.", file=out)
     print(f"TensorBoard: tensorboard --logdir {run_dir}", file=out)
