@@ -17,7 +17,7 @@ import argparse
 
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from pipeline import configs, features
+from pipeline import code_version, configs, features
 from pipeline.pipeline import create_pipeline
 
 
@@ -43,6 +43,7 @@ def compile_pipeline(
         ).to_dict(),
         tasks=tasks,
         trainer_config={**configs.TRAINER_DEFAULTS, **(trainer_config or {})},
+        code_version=code_version.fingerprint(),
         serving_model_dir=serving_dir,
         beam_pipeline_args=beam_args,
     )

@@ -3,7 +3,7 @@
 import dataclasses
 import os
 
-from pipeline import configs, features, ingest
+from pipeline import code_version, configs, features, ingest
 
 
 @dataclasses.dataclass
@@ -69,6 +69,7 @@ def run(
         preprocessing_config=preprocessing.to_dict(),
         tasks=summary.num_classes,
         trainer_config={**configs.TRAINER_DEFAULTS, **(trainer_config or {})},
+        code_version=code_version.fingerprint(),
         serving_model_dir=os.path.join(paths.serving_root, model_name),
         split_column=summary.split_column,
         input_format=summary.input_format,

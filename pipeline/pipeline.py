@@ -105,6 +105,7 @@ def create_pipeline(
     metadata_connection_config=None,
     enable_cache: bool = True,
     input_format: str = "csv",
+    code_version: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> Statistics/Schema/Validator -> Transform -> Trainer ->
     Evaluator (against the last blessed model) -> Pusher.
@@ -122,6 +123,9 @@ def create_pipeline(
         change_threshold: the most a task's gated metric may drop against
             the last blessed model (None: no comparison).
         input_format: "csv" or "tfrecord" (of tf.Example).
+        code_version: `pipeline.code_version.fingerprint()`, put in the
+            Transform's and Trainer's custom_config so that a code change
+            misses the cache.
     """
     if split_column:
         input_config = example_gen_pb2.Input(
@@ -170,7 +174,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="pipeline.preprocessing.preprocessing_fn",
-        custom_config=preprocessing_config,
+        custom_config={**preprocessing_config, "code_version": code_version},
         splits_config=transform_pb2.SplitsConfig(
             analyze=["train"], transform=["train", "validation", "test"]
         ),
@@ -186,6 +190,7 @@ def create_pipeline(
             **trainer_config,
             "preprocessing": preprocessing_config,
             "tasks": tasks,
+            "code_version": code_version,
         },
     )
     model_resolver = tfx.dsl.Resolver(

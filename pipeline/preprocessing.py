@@ -192,7 +192,9 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     Returns:
         dict of transformed feature name -> dense int64 `tf.Tensor`.
     """
-    config = features.PreprocessingConfig.from_dict(custom_config)
+    config = features.PreprocessingConfig.from_dict(
+        {k: v for k, v in custom_config.items() if k != "code_version"}
+    )
     missing = [
         column
         for column in config.text_columns + config.label_columns
