@@ -17,21 +17,23 @@ nothing unless given `--output`. The fused layer against a per-expert loop
   step for both (GradientTape, summed binary cross-entropy, plain SGD) in
   one `tf.function`, steps looped in-graph: only the models differ. `fit` /
   `fit_xla`: each framework's own `compile(Adam, "binary_crossentropy")` and
-  `model.fit`, without and with XLA (Keras 3's default `jit_compile="auto"`
-  is XLA here; tf_keras's default is not). `train_on_batch`: one call per
-  step from Python. It runs in a process of its own with
-  `TF_USE_LEGACY_KERAS=1`, so `tf.keras` (which DeepCTR imports) is
-  tf_keras while `import keras` stays Keras 3. Skipped, with a message,
-  when deepctr or tf_keras is not installed (the `bench` extra:
-  `uv pip install -c constraints.txt -e '.[pipeline,dev,bench]'`).
+  `model.fit`, without and with XLA (without is both defaults on a CPU-only
+  machine: Keras 3's `jit_compile="auto"` turns XLA off there, tf_keras's
+  default is off). `train_on_batch`: one call per step from Python. It
+  runs in a process of its own with `TF_USE_LEGACY_KERAS=1`, so `tf.keras`
+  (which DeepCTR imports) is tf_keras while `import keras` stays Keras 3.
+  Skipped, with a message, when deepctr or tf_keras is not installed; the
+  `bench` extra installs them:
+  `uv pip install -c constraints.txt -e '.[pipeline,dev,bench]'`.
 - `multitask_vs_single`: the pipeline's text model (`pipeline/configs.py`
   TRAINER_DEFAULTS: CNN encoder, wide bag of n-grams, towers, dropout,
   batch 64, Adam) with an MMoE body and the reviews' three tasks, against
   three single-task models (body `"single_task"`, one task each) trained one
   after another on the same examples. Inputs are synthetic token ids
-  (uniform ids, lengths uniform in [L/8, L]), not the reviews: the cost does
-  not depend on which words they are. Examples/s counts each example once:
-  for the three models, the examples over the time to train all three.
+  (uniform ids, lengths uniform in [L/8, L]), not the reviews: a step's
+  cost hardly depends on which words they are. Examples/s counts each
+  example once: for the three models, the examples over the time to train
+  all three.
   Every model trains in a process of its own, so each peak resident memory
   (VmHWM) is its own. Rounds of (3-task, single A, B, C) share the drift.
 - `scaling`: compiled training step of the `MMoE` layer alone (as in
@@ -39,9 +41,10 @@ nothing unless given `--output`. The fused layer against a per-expert loop
   and XLA) against the number of experts (1-32, 3 tasks) and of tasks (1-8,
   8 experts), 64 units, batch 1024, input 256, every point timed in turns.
 
-Processes: every measurement runs in a process of its own, forked from a
-server that has imported this module only (TensorFlow's ~10 s import is paid
-once; no TensorFlow runtime exists before the fork).
+Processes: `multitask_vs_single` (each model) and `scaling` run in processes
+of their own, forked from a server that has imported this module only
+(TensorFlow's ~10 s import is paid once; no TensorFlow runtime exists before
+the fork); `deepctr` in a new interpreter, for TF_USE_LEGACY_KERAS.
 """
 
 import argparse
@@ -583,7 +586,10 @@ def deepctr_child(config: Config) -> dict:
                 "the first batch to the end of the last (a callback), so "
                 "fit's setup is left out"
             ),
-            "fit_xla": "the same with jit_compile=True",
+            "fit_xla": (
+                "the same with jit_compile=True (on a CPU-only machine "
+                "neither framework's default)"
+            ),
             "train_on_batch": (
                 "the same compile (no XLA), model.train_on_batch once per "
                 "step from Python: each framework's per-call overhead"
