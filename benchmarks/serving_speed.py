@@ -22,7 +22,6 @@ reviews/s at batch 256, overhead < 20% at batch 256.
 """
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -52,14 +51,22 @@ TARGETS = {
 }
 
 
-def _newest(pattern: str) -> str:
-    found = sorted(glob.glob(pattern), key=os.path.getmtime)
-    if not found:
+def _demo_models() -> tuple[str, str]:
+    """The demo's pushed SavedModel and the Trainer's model.keras of the
+    newest run (as ML Metadata records them, cache hits included)."""
+    from pipeline import report
+
+    metadata = DEMO / "tfx" / "metadata.db"
+    outputs = report.run_outputs(str(metadata)) if metadata.exists() else {}
+    pushed = outputs.get("AtomicPusher", {}).get("pushed_model")
+    run_dir = outputs.get("Trainer", {}).get("model_run")
+    keras_path = os.path.join(run_dir, "model.keras") if run_dir else ""
+    if not (pushed and os.path.isdir(pushed) and os.path.exists(keras_path)):
         raise SystemExit(
-            f"Nothing matches {pattern}: run `make demo` first, or pass "
-            "--model and --keras-model."
+            f"No pushed demo model under {DEMO}: run `make demo` first, or "
+            "pass --model and --keras-model."
         )
-    return found[-1]
+    return pushed, keras_path
 
 
 def test_texts(n: int) -> list[bytes]:
@@ -191,10 +198,12 @@ def main(argv=None):
     parser.add_argument("--output", default=str(RESULTS))
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    model_dir = args.model or _newest(str(DEMO / "serving" / "mmoe" / "*"))
-    keras_path = args.keras_model or _newest(
-        str(DEMO / "tfx" / "Trainer" / "model_run" / "*" / "model.keras")
-    )
+    if args.model and args.keras_model:
+        model_dir, keras_path = args.model, args.keras_model
+    elif args.model or args.keras_model:
+        parser.error("pass both --model and --keras-model, or neither")
+    else:
+        model_dir, keras_path = _demo_models()
     results = measure(model_dir, keras_path, quick=args.quick)
     report = {
         "command": "python -m benchmarks.serving_speed",
