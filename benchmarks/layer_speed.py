@@ -59,8 +59,9 @@ class Config:
     peak_repeats: int = 5  # Per grid point.
     intra_op_threads: int = 0  # 0: TensorFlow's default.
     inter_op_threads: int = 0
-    # `_xla`: the same step compiled with XLA (`jit_compile=True`), which is
-    # what Keras 3's `model.fit` uses by default on TensorFlow.
+    # `_xla`: the same step compiled with XLA (`jit_compile=True`). Keras 3's
+    # `model.fit` asks for XLA only by `jit_compile=True`: its default "auto"
+    # turns XLA off on a machine without a GPU, like this one.
     modes: tuple = ("train", "infer", "train_xla", "infer_xla")
 
 
