@@ -23,10 +23,15 @@ import tensorflow_transform.beam as tft_beam
 
 from pipeline import features
 
-# Words are runs of letters, digits and combining marks; every other
-# non-space character (punctuation, symbols) is a token of its own.
-_SPLIT_PATTERN = r"\s+|[^\s\p{L}\p{N}\p{M}]"
-_KEEP_PATTERN = r"[^\s\p{L}\p{N}\p{M}]"
+# Words are runs of letters, digits and combining marks, separated by ASCII
+# whitespace; every other character (punctuation, symbols) is a token of its
+# own. Padding those with spaces and splitting on whitespace gives the same
+# tokens as a regex split, in half the time (measured on the reviews).
+_SEPARATE = r"[^ \t\n\v\f\r\p{L}\p{N}\p{M}]"
+# Well-formed UTF-8: RE2 matches a class of code points only against their
+# shortest encoding, so overlong forms, surrogates, code points past
+# U+10FFFF and cut sequences fail to match.
+_WELL_FORMED_UTF8 = r"[\x{0}-\x{D7FF}\x{E000}-\x{10FFFF}]*"
 
 
 def normalize_and_tokenize(
@@ -36,7 +41,8 @@ def normalize_and_tokenize(
 
     The text is cut to `max_text_bytes` bytes, invalid UTF-8 (including a
     character split by the cut) becomes a space, then NFKC normalization and
-    case folding, then a split into words and single punctuation marks.
+    case folding, then a split into words and single punctuation marks on
+    ASCII whitespace.
 
     Args:
         text: string `tf.Tensor` of shape (batch,).
@@ -51,18 +57,31 @@ def normalize_and_tokenize(
     """
     # Cut first: the costly steps below then see at most max_text_bytes.
     text = tf.strings.substr(text, 0, max_text_bytes, unit="BYTE")
-    # A space, not U+FFFD: broken bytes separate tokens instead of gluing to
-    # them, and never become vocabulary entries.
-    text = tf.strings.unicode_transcode(
-        text,
+    text = _replace_invalid_utf8(text)
+    text = tf_text.normalize_utf8(text, "NFKC")
+    text = tf_text.case_fold_utf8(text)
+    text = tf.strings.regex_replace(text, _SEPARATE, r" \0 ")
+    return tf.strings.split(text)  # On ASCII whitespace.
+
+
+def _replace_invalid_utf8(text: tf.Tensor) -> tf.Tensor:
+    """Each byte of broken UTF-8 becomes a space, in the rows that have any.
+
+    A space, not U+FFFD: broken bytes separate tokens instead of gluing to
+    them, and never become vocabulary entries. Only the broken rows are
+    transcoded: the check costs a third of transcoding every row.
+    """
+    broken = tf.where(
+        tf.logical_not(tf.strings.regex_full_match(text, _WELL_FORMED_UTF8))
+    )  # (broken rows, 1)
+    fixed = tf.strings.unicode_transcode(
+        tf.gather_nd(text, broken),
         input_encoding="UTF-8",
         output_encoding="UTF-8",
         errors="replace",
         replacement_char=ord(" "),
     )
-    text = tf_text.normalize_utf8(text, "NFKC")
-    text = tf_text.case_fold_utf8(text)
-    return tf_text.regex_split(text, _SPLIT_PATTERN, _KEEP_PATTERN)
+    return tf.tensor_scatter_nd_update(text, broken, fixed)
 
 
 def _to_string_column(x) -> tf.Tensor:

@@ -224,6 +224,45 @@ class NormalizeAndTokenizeTest(tf.test.TestCase):
         )
         self.assertEqual(tokens.to_list(), [[b"caf", b"au", b"lait"]])
 
+    def test_ill_formed_utf8_in_a_batch_of_valid_rows(self):
+        # Overlong "/", a surrogate, a code point past U+10FFFF: each byte
+        # becomes a space; the valid rows around them are untouched.
+        tokens = preprocessing.normalize_and_tokenize(
+            tf.constant(
+                [
+                    "Déjà vu".encode(),
+                    b"a\xc0\xafb",
+                    b"c\xed\xa0\x80d",
+                    "x😀y".encode(),
+                    b"e\xf4\x90\x80\x80f",
+                ]
+            )
+        )
+        self.assertEqual(
+            tokens.to_list(),
+            [
+                ["déjà".encode(), b"vu"],
+                [b"a", b"b"],
+                [b"c", b"d"],
+                [b"x", "😀".encode(), b"y"],
+                [b"e", b"f"],
+            ],
+        )
+
+    def test_control_characters(self):
+        # Vertical tab separates like any ASCII space; text after a NUL is
+        # still read (a NUL is a symbol token, like other controls).
+        tokens = preprocessing.normalize_and_tokenize(
+            tf.constant([b"one\vtwo", b"three\x00four\x0efive"])
+        )
+        self.assertEqual(
+            tokens.to_list(),
+            [
+                [b"one", b"two"],
+                [b"three", b"\x00", b"four", b"\x0e", b"five"],
+            ],
+        )
+
 
 class FeaturesTest(tf.test.TestCase):
     def test_task_name(self):
