@@ -61,7 +61,7 @@ def _parse_bounds(values):
 
 
 # Trainer settings `--trainer-arg` may set besides configs.TRAINER_DEFAULTS.
-_EXTRA_TRAINER_KEYS = ("loss_weighting", "text_encoder_config")
+_EXTRA_TRAINER_KEYS = ("text_encoder_config",)
 
 
 def _parse_trainer_args(values) -> dict:

@@ -15,6 +15,9 @@ TRAINER_DEFAULTS = {
     "epochs": 20,
     "batch_size": 64,
     "learning_rate": 1e-3,
+    # "fixed" (the tasks' loss weights) or "uncertainty" (learned task
+    # weights, Kendall et al. 2018).
+    "loss_weighting": "fixed",
     # A linear model over unigrams and hashed bigrams added to every task's
     # logits (keras_mmoe.BagOfNgrams); None for the deep model alone.
     "wide": {"ngram_buckets": 200_000, "scale": 10.0},

@@ -325,7 +325,7 @@ def run_fn(fn_args) -> None:
             sequence_length=sequence_length,
             tower_units=config["tower_units"],
             dropout=config["dropout"],
-            loss_weighting=config.get("loss_weighting", "fixed"),
+            loss_weighting=config["loss_weighting"],
             wide=config.get("wide"),
         )
         model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
