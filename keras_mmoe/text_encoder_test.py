@@ -18,21 +18,25 @@ IDS = np.array(
     ],
     dtype="int32",
 )
+_CNN = {"encoder": "cnn", "num_filters": 3, "kernel_sizes": [1, 2, 3]}
+# Test case -> TextEncoder arguments.
 ENCODER_KWARGS = {
-    "mean": {},
-    "mean_max": {},
-    "cnn": {"num_filters": 3, "kernel_sizes": [1, 2, 3]},
-    "transformer": {"num_heads": 2, "ff_dim": 5, "max_length": 10},
+    "mean": {"encoder": "mean"},
+    "mean_max": {"encoder": "mean_max"},
+    "cnn": _CNN,
+    "cnn_skip_padding": {**_CNN, "skip_padding": True},
+    "transformer": {
+        "encoder": "transformer",
+        "num_heads": 2,
+        "ff_dim": 5,
+        "max_length": 10,
+    },
 }
 
 
-def _encoder(encoder, **kwargs):
+def _encoder(case, **kwargs):
     layer = TextEncoder(
-        VOCAB,
-        DIM,
-        encoder=encoder,
-        name="enc",
-        **{**ENCODER_KWARGS[encoder], **kwargs},
+        VOCAB, DIM, name="enc", **{**ENCODER_KWARGS[case], **kwargs}
     )
     layer.build(IDS.shape)
     _testing.randomize(layer)
@@ -221,6 +225,7 @@ def test_output_dim_and_shape(encoder, kwargs, output_dim):
         ({"vocabulary_size": 10, "kernel_sizes": []}, r"kernel_sizes=\[\]"),
         ({"vocabulary_size": 10, "dropout": 1.0}, "dropout=1.0"),
         ({"vocabulary_size": 10, "max_length": 0}, "max_length=0"),
+        ({"vocabulary_size": 10, "skip_padding": "yes"}, "skip_padding='yes'"),
         (
             {"vocabulary_size": 10, "encoder": "transformer"},
             "max_length=None",
@@ -256,7 +261,6 @@ def test_serialization(encoder, tmp_path):
         lambda: TextEncoder(
             VOCAB,
             DIM,
-            encoder=encoder,
             dropout=0.1,
             seed=1,
             **ENCODER_KWARGS[encoder],
@@ -279,7 +283,58 @@ def _token_data(num_texts=512, length=12, seed=0):
     return ids.astype("int32"), labels.astype("float32")
 
 
-@pytest.mark.parametrize("encoder", ["mean", "cnn", "transformer"])
+@pytest.mark.parametrize("kernel_sizes", [[1], [2, 3, 4]])
+def test_skip_padding_equals_the_padded_cnn_in_outputs_and_training(
+    kernel_sizes,
+):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, VOCAB, (40, 16)).astype("int32")
+    lengths = rng.integers(0, 17, 40)  # Some empty, some full.
+    ids[np.arange(16) >= lengths[:, None]] = 0
+    ids[rng.random(ids.shape) < 0.1] = 0  # Padding inside texts too.
+    models = []
+    for skip_padding in (False, True):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((16,), dtype="int32")
+        encoded = TextEncoder(
+            VOCAB,
+            DIM,
+            encoder="cnn",
+            num_filters=3,
+            kernel_sizes=kernel_sizes,
+            skip_padding=skip_padding,
+        )(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(1)(encoded))
+        model.compile(keras.optimizers.SGD(0.5), "mse")
+        models.append(model)
+    padded, packed = models
+    packed.set_weights(padded.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(packed(ids)), np.asarray(padded(ids)), atol=1e-6
+    )
+    initial = padded.get_weights()
+    targets = rng.normal(size=(40, 1))
+    for model in models:
+        model.fit(ids, targets, epochs=2, batch_size=8, verbose=0)
+    trained = padded.get_weights()
+    for a, b in zip(trained, packed.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    # The equality is not that of untouched weights.
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(initial, trained))
+
+
+def test_skip_padding_opts_out_of_xla():
+    assert not TextEncoder(
+        VOCAB, DIM, encoder="cnn", skip_padding=True
+    ).supports_jit
+    assert TextEncoder(
+        VOCAB, DIM, encoder="mean", skip_padding=True
+    ).supports_jit
+
+
+@pytest.mark.parametrize(
+    "encoder", ["mean", "cnn", "cnn_skip_padding", "transformer"]
+)
 def test_fit_learns_whether_a_token_appears(encoder):
     # Observed drop over 8 epochs, seeds 0-3: 45-60x (mean), 300-800x
     # (transformer), over 10000x (cnn); 20x leaves a margin.
@@ -289,7 +344,7 @@ def test_fit_learns_whether_a_token_appears(encoder):
     kwargs = {**ENCODER_KWARGS[encoder]}
     if encoder == "transformer":
         kwargs["max_length"] = ids.shape[1]
-    encoded = TextEncoder(30, 16, encoder=encoder, **kwargs)(inputs)
+    encoded = TextEncoder(30, 16, **kwargs)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid")(encoded))
     model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy")
     history = model.fit(ids, labels, epochs=8, batch_size=64, verbose=0)

@@ -10,6 +10,9 @@ TRAINER_DEFAULTS = {
     "body_config": None,  # None: the body's defaults for text.
     "encoder": "cnn",
     "embedding_dim": 64,
+    # The CNN convolves only up to each text's last token (same outputs,
+    # less work; keras_mmoe.TextEncoder(skip_padding=...)).
+    "skip_padding": True,
     "tower_units": [32],
     "dropout": 0.2,
     "epochs": 20,

@@ -14,8 +14,9 @@ Hyperparameters come from the Trainer's `custom_config` (defaults in
 - `text_columns`, `label_columns`: optional overrides; `label_columns` may
   pick a subset of the Transform's label columns to train on.
 - `body`, `body_config`: the shared body and its arguments.
-- `encoder`, `embedding_dim`: the `TextEncoder`'s kind and width;
-  `text_encoder_config` (dict) adds any other `TextEncoder` argument.
+- `encoder`, `embedding_dim`, `skip_padding`: the `TextEncoder`'s kind,
+  width and whether the CNN skips padding; `text_encoder_config` (dict) adds
+  any other `TextEncoder` argument.
 - `tower_units`, `dropout`, `loss_weighting` (`"fixed"`/`"uncertainty"`).
 - `wide`: `BagOfNgrams` arguments of the linear unigram + bigram model added
   to the logits (`MultiTaskModel(wide=...)`), or None for none.
@@ -320,6 +321,7 @@ def run_fn(fn_args) -> None:
                 "embedding_dim": config["embedding_dim"],
                 "encoder": config["encoder"],
                 "max_length": sequence_length,
+                "skip_padding": config["skip_padding"],
                 **(config.get("text_encoder_config") or {}),
             },
             sequence_length=sequence_length,
