@@ -320,7 +320,8 @@ def test_skip_padding_equals_the_padded_cnn_in_outputs_and_training(
     for a, b in zip(trained, packed.get_weights(), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
     # The equality is not that of untouched weights.
-    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(initial, trained))
+    for a, b in zip(initial, trained, strict=True):
+        assert np.abs(a - b).max() > 1e-3
 
 
 def test_skip_padding_opts_out_of_xla():
