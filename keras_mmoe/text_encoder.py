@@ -287,6 +287,8 @@ class TextEncoder(keras.layers.Layer):
 
     def _encode(self, ids, training):
         mask = ops.not_equal(ids, 0)  # (batch, length)
+        if self.encoder == "cnn" and self.skip_padding:
+            return self._packed_cnn(ids, mask, training)
         float_mask = ops.expand_dims(
             ops.cast(mask, self.compute_dtype), -1
         )  # (batch, length, 1)
@@ -304,8 +306,6 @@ class TextEncoder(keras.layers.Layer):
             return ops.concatenate(
                 [_masked_mean(h, float_mask), _masked_max(h, mask)], axis=-1
             )  # (batch, 2 * embedding_dim)
-        if self.encoder == "cnn" and self.skip_padding:
-            return self._packed_cnn(h, mask)
         if self.encoder == "cnn":
             return ops.concatenate(
                 [_masked_max(conv(h), mask) for conv in self.convolutions],
@@ -315,47 +315,62 @@ class TextEncoder(keras.layers.Layer):
             self._transformer_block(h, mask, training), float_mask
         )
 
-    def _packed_cnn(self, h, mask):
+    def _packed_cnn(self, ids, mask, training):
         """The `"cnn"` encoder over the texts packed end to end.
 
         Row i keeps its positions up to its last token (padding inside a
         text stays, as zero embeddings) after `lead` zero positions, so every
-        causal window reads what it reads in the padded batch.
+        causal window reads what it reads in the padded batch. Only the
+        packed positions are embedded.
         """
-        batch, length, dim = ops.shape(h)
+        batch, length = ops.shape(ids)
         lead = max(self.kernel_sizes) - 1
         ends = ops.max(
             ops.where(mask, ops.arange(1, length + 1, dtype="int32"), 0),
             axis=1,
         )  # (batch,) one past each text's last token, 0 if it has none
-        # At least one position per row, so every row has a segment.
+        # At least one position per row, so that the packed sequence is
+        # never empty (a convolution fails on an empty one).
         segment_lengths = ops.maximum(ends + lead, 1)
         starts = ops.cumsum(segment_lengths) - segment_lengths
         row = ops.repeat(
             ops.arange(batch, dtype="int32"), segment_lengths
-        )  # (packed,) sorted
+        )  # (packed,)
         offset = (
             ops.arange(ops.shape(row)[0], dtype="int32")
             - ops.take(starts, row)
             - lead
         )  # position within the text; negative in the lead
-        in_text = offset >= 0
-        index = row * length + ops.maximum(offset, 0)
-        packed = ops.take(
-            ops.reshape(h, (-1, dim)), index, axis=0
-        ) * ops.expand_dims(ops.cast(in_text, h.dtype), -1)  # (packed, dim)
-        is_token = ops.logical_and(
-            in_text, ops.take(ops.reshape(mask, (-1,)), index)
-        )
-        packed = ops.expand_dims(packed, 0)  # (1, packed, dim)
-        out = ops.concatenate(
-            [conv(packed)[0] for conv in self.convolutions], axis=-1
-        )  # (packed, num_filters * len(kernel_sizes))
-        lowest = ops.min(out) - 1.0  # As in _masked_max.
-        out = ops.where(ops.expand_dims(is_token, -1), out, lowest)
-        largest = ops.segment_max(out, row, sorted=True)  # (batch, filters)
+        packed_ids = ops.where(
+            offset >= 0,
+            ops.take(
+                ops.reshape(ids, (-1,)),
+                row * length + ops.maximum(offset, 0),
+            ),
+            0,
+        )  # (packed,) 0 in the leads and at padding
+        is_token = ops.not_equal(packed_ids, 0)
+        h = self.token_embedding(packed_ids) * ops.expand_dims(
+            ops.cast(is_token, self.compute_dtype), -1
+        )  # (packed, embedding_dim), padding embeddings zero
+        if self.dropout:
+            h = self.embedding_dropout(h, training=training)
+        h = ops.expand_dims(h, 0)  # (1, packed, embedding_dim)
+        # Max over each text's tokens; leads and padding go to an extra
+        # segment `batch`, dropped. A text with no token has an empty
+        # segment, set to zeros below.
+        segments = ops.where(is_token, row, batch)
+        pooled = ops.concatenate(
+            [
+                ops.segment_max(conv(h)[0], segments, num_segments=batch + 1)[
+                    :batch
+                ]
+                for conv in self.convolutions
+            ],
+            axis=-1,
+        )  # (batch, num_filters * len(kernel_sizes))
         has_token = ops.any(mask, axis=1, keepdims=True)
-        return ops.where(has_token, largest, ops.zeros_like(largest))
+        return ops.where(has_token, pooled, ops.zeros_like(pooled))
 
     def _transformer_block(self, h, mask, training):
         # Queries attend to the text's tokens only. An all-padding text lets

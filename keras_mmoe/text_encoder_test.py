@@ -324,6 +324,19 @@ def test_skip_padding_equals_the_padded_cnn_in_outputs_and_training(
         assert np.abs(a - b).max() > 1e-3
 
 
+def test_skip_padding_on_a_batch_of_padding_only_gives_zeros():
+    for kernel_sizes in ([1], [2, 3]):
+        layer = TextEncoder(
+            VOCAB,
+            DIM,
+            encoder="cnn",
+            kernel_sizes=kernel_sizes,
+            skip_padding=True,
+        )
+        out = np.asarray(layer(np.zeros((3, 5), "int32")))
+        np.testing.assert_array_equal(out, np.zeros((3, layer.output_dim)))
+
+
 def test_skip_padding_opts_out_of_xla():
     assert not TextEncoder(
         VOCAB, DIM, encoder="cnn", skip_padding=True
