@@ -15,6 +15,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@set -e; \
 	uv=$$(command -v uv || true); \
+	if [ -n "$$uv" ] && ! "$$uv" --version >/dev/null 2>&1; then \
+	  uv=; \
+	fi; \
 	if [ ! -x "$(PY)" ]; then \
 	  py310=; \
 	  for c in $$(command -v python3.10) \
