@@ -66,8 +66,10 @@ class TextEncoder(keras.layers.Layer):
             packed into one sequence, each after `max(kernel_sizes) - 1`
             zero embeddings, so no window reads another text. Outputs and
             gradients equal the padded computation; the work shrinks with
-            the share of padding (about 1.5x faster on reviews padded to 128
-            tokens with 57% tokens). The packed length depends on the data,
+            the share of padding (256 reviews padded to 128 positions, 57%
+            of them tokens: 13 ms instead of 22 on 2 cores). With `dropout`
+            the random draws differ from the padded path's. The packed
+            length depends on the data,
             so the layer sets `supports_jit = False` (Keras then compiles
             the model without XLA) and does not run under `jax.jit`.
         seed: optional int, seed of the dropout.
