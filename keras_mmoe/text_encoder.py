@@ -69,9 +69,9 @@ class TextEncoder(keras.layers.Layer):
             the share of padding (256 reviews padded to 128 positions, 57%
             of them tokens: 13 ms instead of 22 on 2 cores). With `dropout`
             the random draws differ from the padded path's. The packed
-            length depends on the data,
-            so the layer sets `supports_jit = False` (Keras then compiles
-            the model without XLA) and does not run under `jax.jit`.
+            length depends on the data, so the layer sets
+            `supports_jit = False` (Keras then compiles the model without
+            XLA) and does not run under `jax.jit`.
         seed: optional int, seed of the dropout.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
