@@ -61,3 +61,11 @@ def rate(name: str, value) -> float:
             f"`{name}` expected a number in [0, 1). Received: {name}={value!r}"
         )
     return float(value)
+
+
+def boolean(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` expected a bool. Received: {name}={value!r}"
+        )
+    return value

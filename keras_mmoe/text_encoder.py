@@ -146,12 +146,7 @@ class TextEncoder(keras.layers.Layer):
         self.embeddings_regularizer = keras.regularizers.get(
             embeddings_regularizer
         )
-        if not isinstance(skip_padding, bool):
-            raise ValueError(
-                "`skip_padding` expected a bool. Received: "
-                f"skip_padding={skip_padding!r}"
-            )
-        self.skip_padding = skip_padding
+        self.skip_padding = _validation.boolean("skip_padding", skip_padding)
         if skip_padding and encoder == "cnn":
             self.supports_jit = False
         self.seed = seed
