@@ -11,6 +11,7 @@ from keras_mmoe.gate_diagnostics import (
     gate_statistics,
     plot_gate_heatmap,
 )
+from keras_mmoe.logit_transfer import LogitTransfer
 from keras_mmoe.losses import (
     MaskedBinaryCrossentropy,
     MaskedSparseCategoricalCrossentropy,
@@ -31,6 +32,7 @@ __all__ = [
     "ExpertGate",
     "Experts",
     "GateDiagnostics",
+    "LogitTransfer",
     "MMoE",
     "MaskedBinaryCrossentropy",
     "MaskedSparseCategoricalCrossentropy",

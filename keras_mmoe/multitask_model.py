@@ -6,6 +6,7 @@ from keras import ops
 from keras_mmoe import _validation
 from keras_mmoe.bag_of_ngrams import BagOfNgrams
 from keras_mmoe.cgc import CGC
+from keras_mmoe.logit_transfer import LogitTransfer
 from keras_mmoe.losses import masked_loss_for
 from keras_mmoe.metrics import default_metrics_for
 from keras_mmoe.mmoe import MMoE
@@ -61,6 +62,11 @@ class MultiTaskModel(keras.Model):
     ids' unigrams and hashed bigrams adds to every task's logits (Wide &
     Deep): the deep path learns what the tasks share, the wide one the
     words that go with each class.
+
+    A task with `reads_from` (see `Task`) adds a learned linear map of those
+    tasks' logits to its own (`LogitTransfer`, their gradient stopped): a
+    coarse task reads a finer related one, e.g. a binary "recommended" the
+    5-class rating.
 
     Args:
         tasks: list of `Task` (or dicts / `(name, num_classes)` tuples).
@@ -119,6 +125,7 @@ class MultiTaskModel(keras.Model):
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"Task names must be unique. Received: {names}")
+        order = reading_order(tasks)
         if body not in BODIES:
             raise ValueError(
                 f"`body` expected one of {sorted(BODIES)}. Received: "
@@ -212,7 +219,10 @@ class MultiTaskModel(keras.Model):
             for task, n in zip(tasks, units, strict=True):
                 wide_logits[task.name] = logits[:, start : start + n]
                 start += n
-        outputs = {}
+        # Tasks whose logits are added to (wide, reads) or read by another
+        # keep them apart from the activation; the others fuse it.
+        read = {name for t in tasks for name in t.reads_from}
+        logits, outputs = {}, {}
         for task, h in zip(tasks, task_features, strict=True):
             for i, width in enumerate(tower_units):
                 if dropout:
@@ -222,18 +232,35 @@ class MultiTaskModel(keras.Model):
                 )(h)
             if dropout:
                 h = keras.layers.Dropout(dropout)(h)
-            activation = "sigmoid" if task.is_binary else "softmax"
-            if task.name not in wide_logits:
+            if not (
+                task.name in wide_logits or task.name in read or task.reads_from
+            ):
                 outputs[task.name] = keras.layers.Dense(
-                    task.output_units, activation=activation, name=task.name
+                    task.output_units,
+                    activation=_activation(task),
+                    name=task.name,
                 )(h)
                 continue
-            deep = keras.layers.Dense(
+            logits[task.name] = keras.layers.Dense(
                 task.output_units, name=f"{task.name}_deep_logits"
             )(h)
-            outputs[task.name] = keras.layers.Activation(
-                activation, name=task.name
-            )(keras.layers.Add()([deep, wide_logits[task.name]]))
+            if task.name in wide_logits:
+                logits[task.name] = keras.layers.Add()(
+                    [logits[task.name], wide_logits[task.name]]
+                )
+        for task in order:  # Sources before their readers.
+            if task.reads_from:
+                transfer = LogitTransfer(
+                    task.output_units, name=f"{task.name}_reads"
+                )([logits[name] for name in task.reads_from])
+                logits[task.name] = keras.layers.Add()(
+                    [logits[task.name], transfer]
+                )
+            if task.name in logits:
+                outputs[task.name] = keras.layers.Activation(
+                    _activation(task), name=task.name
+                )(logits[task.name])
+        outputs = {t.name: outputs[t.name] for t in tasks}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
@@ -339,6 +366,45 @@ class MultiTaskModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _activation(task: Task) -> str:
+    return "sigmoid" if task.is_binary else "softmax"
+
+
+def reading_order(tasks: list[Task]) -> list[Task]:
+    """The tasks with every task after the tasks it reads from.
+
+    Raises a ValueError naming an unknown task in `reads_from`, or a cycle.
+    """
+    by_name = {t.name: t for t in tasks}
+    for task in tasks:
+        unknown = [n for n in task.reads_from if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"Task {task.name!r} reads from unknown task(s) {unknown}. "
+                f"Tasks: {list(by_name)}"
+            )
+    order, done, path = [], set(), []
+
+    def visit(task):
+        if task.name in done:
+            return
+        if task.name in path:
+            cycle = [*path[path.index(task.name) :], task.name]
+            raise ValueError(
+                "Tasks' `reads_from` form a cycle: " + " -> ".join(cycle)
+            )
+        path.append(task.name)
+        for name in task.reads_from:
+            visit(by_name[name])
+        path.pop()
+        done.add(task.name)
+        order.append(task)
+
+    for task in tasks:
+        visit(task)
+    return order
 
 
 def _scale_for_replicas(loss):

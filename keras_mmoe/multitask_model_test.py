@@ -286,3 +286,105 @@ def test_mirrored_strategy_takes_the_same_steps_as_one_device():
         )
     # The step was a real one: the loss moved.
     assert single["history"]["loss"][1] < single["history"]["loss"][0]
+
+
+def _reading_tasks(order=("a", "b", "c")):
+    """c (3 classes) reads b (4 classes), which reads a (binary)."""
+    tasks = {
+        "a": Task("a", 2),
+        "b": Task("b", 4, reads_from=["a"]),
+        "c": Task("c", 3, reads_from=["b"]),
+    }
+    return [tasks[name] for name in order]
+
+
+@pytest.mark.parametrize("wide", [None, {"ngram_buckets": 11}])
+def test_reads_from_adds_a_linear_map_of_the_sources_final_logits(wide):
+    # Listed readers first: the model still builds sources before readers.
+    model = MultiTaskModel(
+        _reading_tasks(order=("c", "b", "a")),
+        body_config=SMALL["mmoe"],
+        text_encoder={"vocabulary_size": 50, "embedding_dim": 8},
+        sequence_length=6,
+        wide=wide,
+    )
+    assert list(model.output) == ["c", "b", "a"]
+    rng = np.random.default_rng(3)
+    for layer in [model.get_layer(n) for n in ("b_reads", "c_reads")] + (
+        [model.get_layer("wide")] if wide else []
+    ):
+        layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
+    ids = rng.integers(0, 50, size=(4, 6))
+    own = {t: model.get_layer(f"{t}_deep_logits").output for t in "abc"}
+    own = dict(
+        zip(
+            "abc",
+            keras.Model(model.inputs, list(own.values()))(ids),
+            strict=True,
+        )
+    )
+    own = {t: np.asarray(v) for t, v in own.items()}
+    if wide:
+        w = np.asarray(model.get_layer("wide")(ids))  # c, b, a: 3 + 4 + 1
+        own = {
+            "c": own["c"] + w[:, :3],
+            "b": own["b"] + w[:, 3:7],
+            "a": own["a"] + w[:, 7:],
+        }
+    logit_a = own["a"]
+    logit_b = own["b"] + logit_a @ model.get_layer("b_reads").get_weights()[0]
+    logit_c = own["c"] + logit_b @ model.get_layer("c_reads").get_weights()[0]
+    out = {t: np.asarray(v) for t, v in model(ids).items()}
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(out["a"], 1 / (1 + np.exp(-logit_a)), rtol=1e-5)
+    np.testing.assert_allclose(out["b"], softmax(logit_b), rtol=1e-5)
+    np.testing.assert_allclose(out["c"], softmax(logit_c), rtol=1e-5)
+
+
+def test_reading_model_learns_saves_and_loads(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = synthetic()
+    tasks = [Task("a", 2, reads_from=["b"]), Task("b", 3)]
+    model = MultiTaskModel(tasks, body_config=SMALL["mmoe"], input_dim=6)
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(x, y, epochs=8, batch_size=64, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0] / 2.5, history["loss"]
+    assert np.abs(model.get_layer("a_reads").get_weights()[0]).max() > 0.05
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    assert loaded.tasks[0].reads_from == ("b",)
+    for task in ("a", "b"):
+        np.testing.assert_allclose(
+            np.asarray(loaded(x[:8])[task]),
+            np.asarray(model(x[:8])[task]),
+            rtol=1e-6,
+        )
+
+
+@pytest.mark.parametrize(
+    "tasks, message",
+    [
+        ([Task("a", 2, reads_from=["z"])], r"'a' reads from unknown.*\['z'\]"),
+        (
+            [Task("a", 2, reads_from=["b"]), Task("b", 3, reads_from=["a"])],
+            "cycle: a -> b -> a",
+        ),
+        (
+            [
+                Task("a", 2, reads_from=["b"]),
+                Task("b", 3, reads_from=["c"]),
+                Task("c", 3, reads_from=["b"]),
+            ],
+            "cycle: b -> c -> b",
+        ),
+    ],
+)
+def test_bad_reads_from_names_the_problem(tasks, message):
+    with pytest.raises(ValueError, match=message):
+        MultiTaskModel(tasks, body_config=SMALL["mmoe"], input_dim=6)

@@ -16,6 +16,15 @@ def test_config_round_trip_and_coercion():
     assert Task.coerce({"name": "rating", "num_classes": 5, "loss_weight": 0.5})
 
 
+def test_reads_from_is_a_tuple_and_survives_json():
+    import json
+
+    task = Task("recommended", 2, reads_from=["rating", "department"])
+    assert task.reads_from == ("rating", "department")
+    assert Task.from_config(json.loads(json.dumps(task.get_config()))) == task
+    assert Task("rating", 5).reads_from == ()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -23,6 +32,10 @@ def test_config_round_trip_and_coercion():
         (("has space", 2), "name='has space'"),
         (("a", 1), "num_classes=1"),
         (("a", 2, -1.0), "loss_weight=-1.0"),
+        (("a", 2, 1.0, "b"), "reads_from='b'"),
+        (("a", 2, 1.0, ["a"]), r"reads_from=\['a'\]"),
+        (("a", 2, 1.0, ["b", "b"]), r"reads_from=\['b', 'b'\]"),
+        (("a", 2, 1.0, [""]), r"reads_from=\[''\]"),
     ],
 )
 def test_invalid_tasks_name_the_value(args, message):
