@@ -51,6 +51,7 @@ demo: install
 	$(VENV)/bin/mmoe run --data data/womens_clothing_reviews.csv.gz \
 	  --text-column Title "Review Text" \
 	  --label-columns "Recommended IND" Rating "Department Name" \
+	  --trainer-arg 'reads_from={"Recommended IND": ["Rating"]}' \
 	  --output output/demo
 
 keras-demo: install

@@ -89,6 +89,10 @@ def cmd_run(args) -> int:
 
     try:
         trainer_config = _parse_trainer_args(args.trainer_arg)
+        if trainer_config.get("reads_from"):
+            from pipeline.model import resolve_reads_from
+
+            resolve_reads_from(trainer_config["reads_from"], args.label_columns)
     except ValueError as e:
         print(f"mmoe: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -45,6 +45,30 @@ def test_unknown_or_malformed_trainer_arg_exits_2_naming_it(
     assert not (tmp_path / "out").exists()
 
 
+def test_unknown_reads_from_task_exits_2_before_any_work(tmp_path, capsys):
+    code = cli.main(
+        [
+            "run",
+            "--data",
+            str(tmp_path / "never_read.csv"),
+            "--text-column",
+            "t",
+            "--label-columns",
+            "y",
+            "z",
+            "--output",
+            str(tmp_path / "out"),
+            "--trainer-arg",
+            'reads_from={"y": ["stars"]}',
+        ]
+    )
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "['stars']" in err and "['y', 'z']" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_min_metric_bounds():
     assert cli._parse_bounds(["rating=0.5", "x=1"]) == {"rating": 0.5, "x": 1.0}
     with pytest.raises(SystemExit, match="TASK=NUMBER"):

@@ -24,6 +24,10 @@ TRAINER_DEFAULTS = {
     # A linear model over unigrams and hashed bigrams added to every task's
     # logits (keras_mmoe.BagOfNgrams); None for the deep model alone.
     "wide": {"ngram_buckets": 200_000, "scale": 10.0},
+    # {reader: [sources]}, by label column or task name: each reader task's
+    # logits add a learned map of its sources' logits (keras_mmoe.Task's
+    # `reads_from`), e.g. {"Recommended IND": ["Rating"]}. None for none.
+    "reads_from": None,
     "early_stopping_patience": 3,
     "distribution": "default",  # default | mirrored | multi_worker_mirrored
     # Initialization, shuffling and dropout; None for a fresh draw each run.

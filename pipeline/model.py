@@ -18,6 +18,8 @@ Hyperparameters come from the Trainer's `custom_config` (defaults in
   width and whether the CNN skips padding; `text_encoder_config` (dict) adds
   any other `TextEncoder` argument.
 - `tower_units`, `dropout`, `loss_weighting` (`"fixed"`/`"uncertainty"`).
+- `reads_from`: `{reader: [sources]}` by label column or task name; each
+  reader's logits read its sources' logits (`keras_mmoe.Task.reads_from`).
 - `wide`: `BagOfNgrams` arguments of the linear unigram + bigram model added
   to the logits (`MultiTaskModel(wide=...)`), or None for none.
 - `epochs`, `batch_size` (global, across replicas), `learning_rate`,
@@ -45,7 +47,7 @@ from absl import logging
 from tfx_bsl.public import tfxio
 
 from keras_mmoe import GateDiagnostics, MultiTaskModel, Task, gate_diagnostics
-from keras_mmoe.multitask_model import GATED_BODIES
+from keras_mmoe.multitask_model import GATED_BODIES, reading_order
 from pipeline import configs, features, preprocessing
 from serving import export
 
@@ -198,6 +200,38 @@ def _config(custom_config: dict | None) -> dict:
     return config
 
 
+def resolve_reads_from(reads_from, label_columns) -> dict[str, list[str]]:
+    """`reads_from` by label column or task name -> by task name, checked.
+
+    Raises a ValueError naming an unknown name, a malformed value or a
+    cycle, so `mmoe run` can refuse it before any work.
+    """
+    columns = {features.task_name(c): c for c in label_columns}
+    known = {**{c: t for t, c in columns.items()}, **{t: t for t in columns}}
+    if not reads_from:
+        return {}
+    if not isinstance(reads_from, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and all(isinstance(n, str) for n in v)
+        for k, v in reads_from.items()
+    ):
+        raise ValueError(
+            "`reads_from` expected {reader: [source, ...]} of label columns "
+            f"or task names. Received: reads_from={reads_from!r}"
+        )
+    names = [*reads_from, *(n for v in reads_from.values() for n in v)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"`reads_from` names unknown task(s) {unknown}: expected label "
+            f"columns {list(label_columns)} or task names {list(columns)}."
+        )
+    resolved = {known[k]: [known[n] for n in v] for k, v in reads_from.items()}
+    reading_order([Task(t, 2, reads_from=resolved.get(t, ())) for t in columns])
+    return resolved
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -230,6 +264,9 @@ def run_fn(fn_args) -> None:
     )
     columns = {features.task_name(c): c for c in prep.label_columns}
     tasks = list(columns)
+    reads_from = resolve_reads_from(
+        config.get("reads_from"), prep.label_columns
+    )
     spec = tft_output.transformed_feature_spec()
     missing = [
         features.label_key(t)
@@ -313,7 +350,10 @@ def run_fn(fn_args) -> None:
     strategy = _strategy(config["distribution"])
     with strategy.scope():
         model = MultiTaskModel(
-            tasks=[Task(t, num_classes[t]) for t in tasks],
+            tasks=[
+                Task(t, num_classes[t], reads_from=reads_from.get(t, ()))
+                for t in tasks
+            ],
             body=config["body"],
             body_config=config.get("body_config"),
             text_encoder={

@@ -40,7 +40,12 @@ def _config(tiny, **overrides):
 def trained(tmp_path_factory):
     tiny = testing.tiny_transform()
     out = str(tmp_path_factory.mktemp("trainer"))
-    fn_args = testing.trainer_fn_args(tiny, out, _config(tiny))
+    # One task reads the other (by column, and by task name): the exported
+    # model's tests below then cover the transfer layer.
+    config = _config(
+        tiny, reads_from={testing.RECOMMENDED: ["department_name"]}
+    )
+    fn_args = testing.trainer_fn_args(tiny, out, config)
     trainer.run_fn(fn_args)
     return tiny, fn_args
 
@@ -69,6 +74,11 @@ def test_run_fn_trains_and_writes_summary(trained):
         "Dresses",
         "Tops",
     ]
+    model = keras.saving.load_model(
+        os.path.join(fn_args.model_run_dir, trainer.KERAS_MODEL_FILE)
+    )
+    assert [t.reads_from for t in model.tasks] == [("department_name",), ()]
+    assert np.abs(model.get_layer("recommended_ind_reads").kernel).max() > 0
     gates = summary["gates"]["tasks"]
     assert set(gates) == set(TASKS)
     for stats in gates.values():
@@ -165,6 +175,32 @@ def test_trained_model_learns_the_tiny_tasks(trained, served):
         [p == t for p, t in zip(predicted, truth, strict=True) if t]
     )
     assert accuracy > 0.6, accuracy
+
+
+def test_reads_from_by_column_or_task_name():
+    columns = ["Recommended IND", "Rating", "Department Name"]
+    assert trainer.resolve_reads_from(None, columns) == {}
+    assert trainer.resolve_reads_from(
+        {"Recommended IND": ["rating"], "department_name": ["Rating"]}, columns
+    ) == {"recommended_ind": ["rating"], "department_name": ["rating"]}
+
+
+@pytest.mark.parametrize(
+    "reads_from, message",
+    [
+        ({"Recommended IND": ["Stars"]}, r"unknown task\(s\) \['Stars'\]"),
+        ({"Recommended IND": "Rating"}, "expected {reader: "),
+        ({"Rating": ["Rating"]}, "'rating': `reads_from`"),
+        (
+            {"Rating": ["Recommended IND"], "Recommended IND": ["rating"]},
+            "cycle",
+        ),
+    ],
+)
+def test_bad_reads_from_names_the_problem(reads_from, message):
+    columns = ["Recommended IND", "Rating"]
+    with pytest.raises(ValueError, match=message):
+        trainer.resolve_reads_from(reads_from, columns)
 
 
 def test_single_class_column_is_a_clear_error(tmp_path):
