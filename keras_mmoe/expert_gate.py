@@ -93,10 +93,27 @@ class ExpertGate(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
-        logits = ops.matmul(inputs, self.kernel)  # (batch, num_experts)
+        return self.weights_from_projection(
+            ops.matmul(inputs, self.kernel), training=training
+        )
+
+    def weights_from_projection(self, projection, training=None):
+        """The gate weights from `inputs @ kernel` computed by the caller.
+
+        `MMoE` computes the projections of all its gates, which read the
+        same input, in one matmul with their kernels side by side, then
+        hands each gate its slice: bias, temperature, dropout and softmax
+        stay the gate's.
+
+        Args:
+            projection: tensor `(batch, num_experts)`, `inputs @ kernel`.
+            training: bool, whether gate dropout applies.
+        """
+        logits = projection
         if self.bias is not None:
             logits = logits + self.bias
-        logits = logits / self.temperature
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         if training and self.dropout > 0:
             keep = (
                 keras.random.uniform(

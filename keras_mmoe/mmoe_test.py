@@ -46,6 +46,27 @@ def test_return_gate_weights():
     )
 
 
+@pytest.mark.parametrize("num_tasks", [1, 3])
+def test_one_projection_for_all_gates_equals_each_gate_alone(num_tasks):
+    """MMoE projects the input for every gate in one matmul; each gate's
+    weights must equal the gate called on the input by itself, with a
+    temperature and with the bias."""
+    layer = MMoE(
+        4, 8, num_tasks, gate_temperature=0.5, return_gate_weights=True
+    )
+    layer.build(X.shape)
+    _testing.randomize(layer)
+    _, gates = layer(X)
+    assert len(gates) == num_tasks
+    for gate, weights in zip(layer.gates, gates, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(weights), np.asarray(gate(X)), rtol=1e-5, atol=1e-6
+        )
+    # The gates differ, so a mixed-up slice would fail above.
+    if num_tasks > 1:
+        assert np.abs(np.asarray(gates[0]) - np.asarray(gates[1])).max() > 0.05
+
+
 def test_task_gates_start_different():
     layer = MMoE(4, 8, 2)
     layer.build((None, 6))
