@@ -20,53 +20,46 @@ def test_trainer_args_are_json_or_strings():
     }
 
 
+def _refused_run(tmp_path, capsys, trainer_arg, label_columns=("y",)):
+    """`mmoe run` with a bad --trainer-arg: exit code 2, one line on stderr
+    and no output folder. Returns the line."""
+    code = cli.main(
+        [
+            "run",
+            "--data",
+            str(tmp_path / "never_read.csv"),
+            "--text-column",
+            "t",
+            "--label-columns",
+            *label_columns,
+            "--output",
+            str(tmp_path / "out"),
+            "--trainer-arg",
+            trainer_arg,
+        ]
+    )
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    return err
+
+
 @pytest.mark.parametrize("value", ["colour=blue", "encoder", "=3"])
 def test_unknown_or_malformed_trainer_arg_exits_2_naming_it(
     value, tmp_path, capsys
 ):
-    code = cli.main(
-        [
-            "run",
-            "--data",
-            str(tmp_path / "never_read.csv"),
-            "--text-column",
-            "t",
-            "--label-columns",
-            "y",
-            "--output",
-            str(tmp_path / "out"),
-            "--trainer-arg",
-            value,
-        ]
-    )
-    assert code == cli.EXIT_BAD_INPUT
-    err = capsys.readouterr().err.strip()
-    assert value in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert value in _refused_run(tmp_path, capsys, value)
 
 
 def test_unknown_reads_from_task_exits_2_before_any_work(tmp_path, capsys):
-    code = cli.main(
-        [
-            "run",
-            "--data",
-            str(tmp_path / "never_read.csv"),
-            "--text-column",
-            "t",
-            "--label-columns",
-            "y",
-            "z",
-            "--output",
-            str(tmp_path / "out"),
-            "--trainer-arg",
-            'reads_from={"y": ["stars"]}',
-        ]
+    err = _refused_run(
+        tmp_path,
+        capsys,
+        'reads_from={"y": ["stars"]}',
+        label_columns=("y", "z"),
     )
-    assert code == cli.EXIT_BAD_INPUT
-    err = capsys.readouterr().err.strip()
     assert "['stars']" in err and "['y', 'z']" in err
-    assert len(err.splitlines()) == 1
-    assert not (tmp_path / "out").exists()
 
 
 def test_min_metric_bounds():
