@@ -93,25 +93,24 @@ class ExpertGate(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
-        return self.weights_from_projection(
-            ops.matmul(inputs, self.kernel), training=training
-        )
+        logits = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            # `ops.add` of a 1-D bias: TensorFlow fuses it into the matmul.
+            logits = ops.add(logits, self.bias)
+        return self.weights_from_logits(logits, training=training)
 
-    def weights_from_projection(self, projection, training=None):
-        """The gate weights from `inputs @ kernel` computed by the caller.
+    def weights_from_logits(self, logits, training=None):
+        """The gate weights from `inputs @ kernel + bias` computed elsewhere.
 
-        `MMoE` computes the projections of all its gates, which read the
-        same input, in one matmul with their kernels side by side, then
-        hands each gate its slice: bias, temperature, dropout and softmax
-        stay the gate's.
+        `MMoE` computes the logits of all its gates, which read the same
+        input, in one matmul with their kernels side by side, then hands
+        each gate its slice: temperature, dropout and softmax stay the
+        gate's.
 
         Args:
-            projection: tensor `(batch, num_experts)`, `inputs @ kernel`.
+            logits: tensor `(batch, num_experts)`, `inputs @ kernel + bias`.
             training: bool, whether gate dropout applies.
         """
-        logits = projection
-        if self.bias is not None:
-            logits = logits + self.bias
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if training and self.dropout > 0:
