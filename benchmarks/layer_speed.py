@@ -130,11 +130,13 @@ class LoopMMoE(keras.layers.Layer):
     def copy_weights_from(self, mmoe: MMoE):
         """Sets every expert and gate to the fused layer's weights."""
         fused = mmoe.experts
-        k0 = ops.convert_to_numpy(fused.kernels[0])  # (1, in, experts, u0)
+        # (blocks, in, experts_per_block, u0)
+        k0 = ops.convert_to_numpy(fused.kernels[0])
+        per_block = k0.shape[2]
         for e, stack in enumerate(self.expert_layers):
             for i, dense in enumerate(stack):
                 kernel = (
-                    k0[0, :, e]
+                    k0[e // per_block, :, e % per_block]
                     if i == 0
                     else ops.convert_to_numpy(fused.kernels[i])[e]
                 )

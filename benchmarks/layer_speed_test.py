@@ -30,6 +30,15 @@ def test_loop_reference_equals_fused_layer(units):
         np.testing.assert_allclose(np.asarray(lp), ref, atol=1e-5)
 
 
+def test_loop_reference_equals_fused_layer_in_column_blocks():
+    # The benchmark's 8 experts of 64 on 256 inputs: 4 blocks of 2 experts.
+    x = np.random.default_rng(1).normal(size=(4, 256)).astype("float32")
+    fused, loop = layer_speed.make_layers(8, 64, 3, 256)
+    assert fused.experts.kernels[0].shape[0] == 4
+    for f, lp in zip(fused(x), loop(x), strict=True):
+        np.testing.assert_allclose(np.asarray(lp), np.asarray(f), atol=1e-5)
+
+
 def test_loop_reference_has_one_weight_set_per_expert_and_gate():
     _, loop = _pair(num_experts=3, units=[8, 3], num_tasks=2)
     # 3 experts x 2 Dense (kernel, bias) + 2 gates (kernel, bias).

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mmoe import _testing
-from keras_mmoe.experts import Experts
+from keras_mmoe import _initializers, _testing
+from keras_mmoe.experts import Experts, _column_blocks
 
 
 @pytest.mark.parametrize("units", [8, [8, 4], [6, 5, 3]])
@@ -17,6 +17,52 @@ def test_fused_experts_equal_a_per_expert_loop(units):
     assert out.shape == (7, 4, np.atleast_1d(units)[-1])
     for e, h in enumerate(expected):
         np.testing.assert_allclose(out[:, e], h, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("units", [64, [64, 8]])
+def test_experts_in_column_blocks_equal_a_per_expert_loop(units):
+    # 8 experts of 64 on 256 inputs: 4 blocks of 2 experts (128 columns).
+    x = np.random.default_rng(3).normal(size=(5, 256)).astype("float32")
+    layer = Experts(num_experts=8, units=units, name="experts")
+    layer.build(x.shape)
+    assert tuple(layer.kernels[0].shape) == (4, 256, 2, 64)
+    _testing.randomize(layer)
+    out = np.asarray(layer(x))
+    expected = _testing.experts(_testing.weights_of(layer), x, prefix="")
+    for e, h in enumerate(expected):
+        np.testing.assert_allclose(out[:, e], h, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "num_experts, units, in_dim, blocks",
+    [
+        (8, 64, 256, 4),  # 128 columns a block.
+        (32, 16, 256, 4),
+        (8, 64, 512, 8),  # 64 columns: 512 x 64 = 32K floats.
+        (16, 256, 1024, 8),  # At most 8 blocks.
+        (3, 64, 256, 1),  # 3 blocks of 64 columns would be too narrow.
+        (4, 16, 32, 1),  # All experts together are 64 columns.
+    ],
+)
+def test_column_blocks(num_experts, units, in_dim, blocks):
+    assert _column_blocks(num_experts, units, in_dim) == blocks
+
+
+@pytest.mark.parametrize("num_groups", [1, 2])
+def test_blocks_keep_each_experts_own_seeded_initial_values(num_groups):
+    """Expert e starts from copy e of the initializer whatever block or group
+    it is stored in, so seeded experts in different blocks differ."""
+    init = keras.initializers.GlorotUniform(seed=5)
+    layer = Experts(8, 64, num_groups=num_groups, kernel_initializer=init)
+    layer.build((None, 256) if num_groups == 1 else [(None, 256)] * 2)
+    k0 = np.asarray(layer.kernels[0])  # (blocks, in, per_block, units)
+    assert k0.shape[0] in (4, 2)
+    per_block = k0.shape[2]
+    for e in range(8):
+        np.testing.assert_array_equal(
+            k0[e // per_block, :, e % per_block],
+            np.asarray(_initializers.clone(init, e)((256, 64))),
+        )
 
 
 def test_grouped_experts_read_their_own_input():

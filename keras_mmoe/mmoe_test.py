@@ -144,22 +144,28 @@ def test_fit_reduces_loss_on_two_synthetic_tasks():
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="TensorFlow graph ops"
 )
-def test_every_matmul_feeds_a_bias_add_tensorflow_can_fuse():
+@pytest.mark.parametrize(
+    "num_experts, units, in_dim", [(4, 8, 6), (8, 64, 256)]
+)
+def test_every_matmul_feeds_a_bias_add_tensorflow_can_fuse(
+    num_experts, units, in_dim
+):
     """TensorFlow fuses `MatMul` + `BiasAdd` (+ `Relu`) into one kernel, 3x
     faster than a plain matmul at batch 1; an `AddV2` (what `x + bias`
     gives) is not fused. The experts' and the gates' matmuls must both end
     in a `BiasAdd`."""
     import tensorflow as tf
 
-    layer = MMoE(4, 8, num_tasks=3)
-    layer.build((None, 6))
+    layer = MMoE(num_experts, units, num_tasks=3)
+    layer.build((None, in_dim))
     graph = (
         tf.function(lambda x: layer(x))
-        .get_concrete_function(tf.TensorSpec((None, 6)))
+        .get_concrete_function(tf.TensorSpec((None, in_dim)))
         .graph
     )
     matmuls = [op for op in graph.get_operations() if op.type == "MatMul"]
-    assert len(matmuls) == 2  # The experts' first layer and all gates.
+    # The experts' first layer (one matmul per column block) and all gates.
+    assert len(matmuls) == layer.experts.kernels[0].shape[0] + 1
     for op in matmuls:
         consumers = {c.type for c in op.outputs[0].consumers()}
         assert consumers == {"BiasAdd"}, (op.name, consumers)
