@@ -140,14 +140,12 @@ class MMoE(keras.layers.Layer):
         logits = ops.matmul(inputs, kernel)  # (batch, gates * experts)
         if self.use_bias:
             logits = ops.add(logits, ops.concatenate([g.bias for g in gates]))
-        gate_weights = ops.stack(
-            [
-                gate.weights_from_logits(part, training=training)
-                for gate, part in zip(
-                    gates, ops.split(logits, len(gates), axis=-1), strict=True
-                )
-            ],
-            axis=1,
+        # The gates share their temperature and dropout rate, so one softmax
+        # over (batch, gates, experts) finishes them all (gate 0's code; the
+        # dropout draws its own mask for every gate and row).
+        gate_weights = gates[0].weights_from_logits(
+            ops.reshape(logits, (-1, len(gates), self.num_experts)),
+            training=training,
         )  # (batch, gates, experts)
         # One batched matmul mixes the experts for every gate:
         # (batch, gates, experts) @ (batch, experts, units).

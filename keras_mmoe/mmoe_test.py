@@ -169,3 +169,22 @@ def test_every_matmul_feeds_a_bias_add_tensorflow_can_fuse(
     for op in matmuls:
         consumers = {c.type for c in op.outputs[0].consumers()}
         assert consumers == {"BiasAdd"}, (op.name, consumers)
+
+
+def test_gate_dropout_draws_its_own_mask_for_every_gate():
+    """The gates are finished together (one softmax over all of them); each
+    gate and row must still drop its own experts."""
+    layer = MMoE(
+        6, 4, num_tasks=3, gate_dropout=0.5, return_gate_weights=True, seed=1
+    )
+    layer.build(X.shape)
+    for gate in layer.gates[1:]:  # Identical gates: only the masks differ.
+        gate.set_weights(layer.gates[0].get_weights())
+    _, gates = layer(X, training=True)
+    dropped = [np.asarray(g) == 0 for g in gates]  # (batch, experts) each
+    for d in dropped:
+        assert 0.2 < d.mean() < 0.8  # About half the experts dropped...
+        np.testing.assert_allclose(d.sum(axis=1) < 6, True)  # ...every row.
+    assert (dropped[0] != dropped[1]).any() and (dropped[1] != dropped[2]).any()
+    for g in gates:  # Renormalized over the kept experts.
+        np.testing.assert_allclose(np.asarray(g).sum(axis=1), 1.0, rtol=1e-5)
