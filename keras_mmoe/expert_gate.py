@@ -103,12 +103,12 @@ class ExpertGate(keras.layers.Layer):
         """The gate weights from `inputs @ kernel + bias` computed elsewhere.
 
         `MMoE` computes the logits of all its gates, which read the same
-        input, in one matmul with their kernels side by side, then hands
-        each gate its slice: temperature, dropout and softmax stay the
-        gate's.
+        input, in one matmul with their kernels side by side, and finishes
+        them together: its gates share temperature and dropout rate.
 
         Args:
-            logits: tensor `(batch, num_experts)`, `inputs @ kernel + bias`.
+            logits: tensor `(..., num_experts)`, `inputs @ kernel + bias`;
+                the softmax and the dropout mask are per row of experts.
             training: bool, whether gate dropout applies.
         """
         if self.temperature != 1.0:

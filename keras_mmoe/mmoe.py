@@ -134,7 +134,7 @@ class MMoE(keras.layers.Layer):
         # them (kernels side by side), which at batch 1024 trains about 10%
         # faster than a matmul per gate. The biases are added side by side
         # with `ops.add`, which TensorFlow fuses into the matmul (3x faster
-        # at batch 1 than a plain matmul). Each gate finishes its own slice.
+        # at batch 1 than a plain matmul).
         gates = self.gates
         kernel = ops.concatenate([g.kernel for g in gates], axis=1)
         logits = ops.matmul(inputs, kernel)  # (batch, gates * experts)
