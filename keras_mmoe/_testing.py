@@ -39,7 +39,9 @@ def experts(w, x, prefix="experts/", activation=relu):
 
     Returns a list of (batch, units) per expert.
     """
-    k0 = w[f"{prefix}kernel_0"]  # (groups, in, per_group, units0)
+    # (blocks, in, per_block, units0): a block per group, or column blocks
+    # that all read the one input.
+    k0 = w[f"{prefix}kernel_0"]
     num_groups, _, per_group, _ = k0.shape
     depth = sum(1 for name in w if name.startswith(f"{prefix}kernel_"))
     inputs = x if isinstance(x, list) else [x] * num_groups
