@@ -93,10 +93,7 @@ class ExpertGate(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
-        logits = ops.matmul(inputs, self.kernel)
-        if self.bias is not None:
-            # `ops.add` of a 1-D bias: TensorFlow fuses it into the matmul.
-            logits = ops.add(logits, self.bias)
+        logits = _weights_config.linear(inputs, self.kernel, self.bias)
         return self.weights_from_logits(logits, training=training)
 
     def weights_from_logits(self, logits, training=None):
