@@ -230,6 +230,32 @@ def interleaved(fns, steps, repeats):
     return [statistics.median(t) for t in times], times
 
 
+def batch_data(rng, batch, input_dim, units, num_tasks):
+    """A `(batch, input_dim)` input and one `(batch, units)` target a task."""
+    x = tf.constant(rng.normal(size=(batch, input_dim)).astype("float32"))
+    targets = [
+        tf.constant(rng.normal(size=(batch, units)).astype("float32"))
+        for _ in range(num_tasks)
+    ]
+    return x, targets
+
+
+def time_in_turns(layers, mode, x, targets, block_seconds, repeats):
+    """Times `layers` in `mode` ("train", "infer", with "_xla" for XLA).
+
+    Returns the steps per block and `interleaved`'s result.
+    """
+    jit = mode.endswith("_xla")
+    fns = [
+        train_block(layer, x, targets, jit)
+        if mode.startswith("train")
+        else infer_block(layer, x, jit)
+        for layer in layers
+    ]
+    steps = calibrate(fns, block_seconds)
+    return steps, interleaved(fns, steps, repeats)
+
+
 def matmul_peak(size, repeats):
     """Median GFLOP/s of float32 `(size, size) @ (size, size)` matmuls.
 
@@ -306,26 +332,17 @@ def run(config: Config) -> dict:
             fused, loop = make_layers(
                 num_experts, units, config.num_tasks, config.input_dim
             )
-            x = tf.constant(
-                rng.normal(size=(batch, config.input_dim)).astype("float32")
+            x, targets = batch_data(
+                rng, batch, config.input_dim, units, config.num_tasks
             )
-            targets = [
-                tf.constant(rng.normal(size=(batch, units)).astype("float32"))
-                for _ in range(config.num_tasks)
-            ]
             for mode in config.modes:
-                jit = mode.endswith("_xla")
-                fns = (
-                    [
-                        train_block(layer, x, targets, jit)
-                        for layer in (fused, loop)
-                    ]
-                    if mode.startswith("train")
-                    else [infer_block(layer, x, jit) for layer in (fused, loop)]
-                )
-                steps = calibrate(fns, config.block_seconds)
-                (t_fused, t_loop), samples = interleaved(
-                    fns, steps, config.repeats
+                steps, ((t_fused, t_loop), samples) = time_in_turns(
+                    (fused, loop),
+                    mode,
+                    x,
+                    targets,
+                    config.block_seconds,
+                    config.repeats,
                 )
                 row = {
                     "threads": threads_name(config),

@@ -34,7 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 from benchmarks import layer_speed  # noqa: E402
@@ -144,22 +143,18 @@ def run(config: Config) -> list[dict]:
             layers = make_layers(
                 num_experts, units, config.num_tasks, config.input_dim
             )
-            x = tf.constant(
-                rng.normal(size=(batch, config.input_dim)).astype("float32")
+            x, targets = layer_speed.batch_data(
+                rng, batch, config.input_dim, units, config.num_tasks
             )
-            targets = [
-                tf.constant(rng.normal(size=(batch, units)).astype("float32"))
-                for _ in range(config.num_tasks)
-            ]
             for mode in config.modes:
-                fns = [
-                    layer_speed.train_block(layers[name], x, targets)
-                    if mode == "train"
-                    else layer_speed.infer_block(layers[name], x)
-                    for name in IMPLEMENTATIONS
-                ]
-                steps = layer_speed.calibrate(fns, config.block_seconds)
-                seconds, _ = layer_speed.interleaved(fns, steps, config.repeats)
+                _, (seconds, _) = layer_speed.time_in_turns(
+                    [layers[name] for name in IMPLEMENTATIONS],
+                    mode,
+                    x,
+                    targets,
+                    config.block_seconds,
+                    config.repeats,
+                )
                 ms = dict(zip(IMPLEMENTATIONS, seconds, strict=True))
                 row = {
                     "mode": mode,
