@@ -11,6 +11,7 @@ from keras_mmoe.gate_diagnostics import (
     gate_statistics,
     plot_gate_heatmap,
 )
+from keras_mmoe.logit_blend import LogitBlend
 from keras_mmoe.logit_transfer import LogitTransfer
 from keras_mmoe.losses import (
     MaskedBinaryCrossentropy,
@@ -23,6 +24,7 @@ from keras_mmoe.ple import PLE
 from keras_mmoe.shared_bottom import SharedBottom
 from keras_mmoe.task import Task
 from keras_mmoe.text_encoder import TextEncoder
+from keras_mmoe.tfidf_linear import TfidfLinear
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "ExpertGate",
     "Experts",
     "GateDiagnostics",
+    "LogitBlend",
     "LogitTransfer",
     "MMoE",
     "MaskedBinaryCrossentropy",
@@ -42,6 +45,7 @@ __all__ = [
     "SharedBottom",
     "Task",
     "TextEncoder",
+    "TfidfLinear",
     "collect_gate_weights",
     "gate_diagnostics",
     "gate_statistics",

@@ -50,6 +50,18 @@ def positive_float(name: str, value) -> float:
     return float(value)
 
 
+def non_negative_float(name: str, value) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0
+    ):
+        raise ValueError(
+            f"`{name}` expected a number >= 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
 def rate(name: str, value) -> float:
     """A probability in [0, 1)."""
     if (

@@ -6,6 +6,7 @@ from keras import ops
 from keras_mmoe import _validation
 from keras_mmoe.bag_of_ngrams import BagOfNgrams
 from keras_mmoe.cgc import CGC
+from keras_mmoe.logit_blend import LogitBlend
 from keras_mmoe.logit_transfer import LogitTransfer
 from keras_mmoe.losses import masked_loss_for
 from keras_mmoe.metrics import default_metrics_for
@@ -15,6 +16,7 @@ from keras_mmoe.ple import PLE
 from keras_mmoe.shared_bottom import SharedBottom
 from keras_mmoe.task import Task
 from keras_mmoe.text_encoder import TextEncoder
+from keras_mmoe.tfidf_linear import TfidfLinear
 
 # Body name -> (layer class, default arguments besides num_tasks).
 BODIES = {
@@ -38,6 +40,10 @@ BODIES = {
     "single_task": (SharedBottom, {"units": 64}),
 }
 GATED_BODIES = ("mmoe", "omoe", "cgc", "ple")
+# Input names of a text model; with `linear`, the inputs are a dict.
+TOKEN_IDS = "token_ids"
+TERM_IDS = "term_ids"
+TERM_COUNTS = "term_counts"
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 
@@ -63,6 +69,14 @@ class MultiTaskModel(keras.Model):
     Deep): the deep path learns what the tasks share, the wide one the
     words that go with each class.
 
+    With `linear`, a `TfidfLinear` model over each text's distinct terms
+    and their counts (inputs `"term_ids"` and `"term_counts"`, beside
+    `"token_ids"`) gives every task a second set of logits, and a
+    `LogitBlend` per task (`"<task>_blend"`) mixes them with the network's.
+    The blend starts at the network alone and the linear part is not
+    trainable: fit it and choose the blend on held-out data
+    (`linear_layer()`, `blend_layer(task)`), as the pipeline's Trainer does.
+
     A task with `reads_from` (see `Task`) adds a learned linear map of those
     tasks' logits to its own (`LogitTransfer`, their gradient stopped): a
     coarse task reads a finer related one, e.g. a binary "recommended" the
@@ -85,6 +99,9 @@ class MultiTaskModel(keras.Model):
         wide: optional dict. Arguments of the `BagOfNgrams` added to the
             logits (`ngram_buckets`, `scale`, `kernel_regularizer`); its
             vocabulary is the text encoder's. Only with `text_encoder`.
+        linear: optional dict. Arguments of the `TfidfLinear` blended into
+            the logits (`vocabulary_size`, the number of term ids). Only
+            with `text_encoder`.
         **kwargs: `name`, `trainable`.
 
     Example:
@@ -117,6 +134,7 @@ class MultiTaskModel(keras.Model):
         dropout: float = 0.0,
         loss_weighting: str = "fixed",
         wide: dict | None = None,
+        linear: dict | None = None,
         **kwargs,
     ):
         tasks = [Task.coerce(t) for t in tasks]
@@ -141,6 +159,11 @@ class MultiTaskModel(keras.Model):
             raise ValueError(
                 "`wide` reads token ids: it needs `text_encoder`. Received: "
                 f"wide={wide!r}, text_encoder=None"
+            )
+        if linear is not None and text_encoder is None:
+            raise ValueError(
+                "`linear` reads a text's terms: it needs `text_encoder`. "
+                f"Received: linear={linear!r}, text_encoder=None"
             )
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(
@@ -176,12 +199,21 @@ class MultiTaskModel(keras.Model):
 
         # === Functional Model ===
         if text_encoder is not None:
-            inputs = keras.Input(
-                (sequence_length,), dtype="int32", name="token_ids"
+            token_ids = keras.Input(
+                (sequence_length,), dtype="int32", name=TOKEN_IDS
             )
+            inputs = token_ids
+            if linear is not None:
+                inputs = {
+                    TOKEN_IDS: token_ids,
+                    TERM_IDS: keras.Input(
+                        (None,), dtype="int32", name=TERM_IDS
+                    ),
+                    TERM_COUNTS: keras.Input((None,), name=TERM_COUNTS),
+                }
 
             def encode(name):
-                return TextEncoder(**text_encoder, name=name)(inputs)
+                return TextEncoder(**text_encoder, name=name)(token_ids)
         else:
             input_dim = _validation.positive_int("input_dim", input_dim)
             inputs = keras.Input((input_dim,), name="features")
@@ -204,21 +236,26 @@ class MultiTaskModel(keras.Model):
                 }
             else:
                 task_features = body_out
-        wide_logits = {}
+        wide_logits, linear_logits = {}, {}
         if wide is not None:
-            units = [t.output_units for t in tasks]
             # Keras names an unknown argument of `wide` itself.
             layer = BagOfNgrams(
                 vocabulary_size=text_encoder["vocabulary_size"],
-                units=sum(units),
+                units=sum(t.output_units for t in tasks),
                 **wide,
                 name="wide",
             )
-            logits = layer(inputs)  # (batch, sum of the tasks' logits)
-            start = 0
-            for task, n in zip(tasks, units, strict=True):
-                wide_logits[task.name] = logits[:, start : start + n]
-                start += n
+            wide_logits = _split_by_task(layer(token_ids), tasks)
+        if linear is not None:
+            layer = TfidfLinear(
+                units=sum(t.output_units for t in tasks),
+                **linear,
+                name="linear",
+                trainable=False,
+            )
+            linear_logits = _split_by_task(
+                layer([inputs[TERM_IDS], inputs[TERM_COUNTS]]), tasks
+            )
         # Tasks whose logits are added to (wide, reads) or read by another
         # keep them apart from the activation; the others fuse it.
         read = {name for t in tasks for name in t.reads_from}
@@ -233,7 +270,10 @@ class MultiTaskModel(keras.Model):
             if dropout:
                 h = keras.layers.Dropout(dropout)(h)
             if not (
-                task.name in wide_logits or task.name in read or task.reads_from
+                task.name in wide_logits
+                or task.name in linear_logits
+                or task.name in read
+                or task.reads_from
             ):
                 outputs[task.name] = keras.layers.Dense(
                     task.output_units,
@@ -256,6 +296,10 @@ class MultiTaskModel(keras.Model):
                 logits[task.name] = keras.layers.Add()(
                     [logits[task.name], transfer]
                 )
+            if task.name in linear_logits:
+                logits[task.name] = LogitBlend(name=f"{task.name}_blend")(
+                    [logits[task.name], linear_logits[task.name]]
+                )
             if task.name in logits:
                 outputs[task.name] = keras.layers.Activation(
                     _activation(task), name=task.name
@@ -274,6 +318,7 @@ class MultiTaskModel(keras.Model):
         self.dropout = dropout
         self.loss_weighting = loss_weighting
         self.wide = wide
+        self.linear = linear
         self._gate_outputs = gate_outputs
         self._task_losses = [masked_loss_for(t.num_classes) for t in tasks]
         self.task_loss_trackers = [
@@ -297,6 +342,21 @@ class MultiTaskModel(keras.Model):
                 f"of {GATED_BODIES}."
             )
         return keras.Model(self.input, self._gate_outputs)
+
+    def linear_layer(self) -> TfidfLinear:
+        """The `TfidfLinear` of a model built with `linear`.
+
+        Its output columns are the tasks' logits in task order (one column
+        for a binary task, one per class otherwise).
+        """
+        if self.linear is None:
+            raise ValueError("This model has no linear part (`linear=None`).")
+        return self.get_layer("linear")
+
+    def blend_layer(self, task: str) -> LogitBlend:
+        """The `LogitBlend` of a task of a model built with `linear`."""
+        self.linear_layer()
+        return self.get_layer(f"{task}_blend")
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Compiles with the tasks' masked losses and metrics by default.
@@ -361,11 +421,21 @@ class MultiTaskModel(keras.Model):
             "dropout": self.dropout,
             "loss_weighting": self.loss_weighting,
             "wide": self.wide,
+            "linear": self.linear,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _split_by_task(logits, tasks):
+    """`(batch, sum of the tasks' widths)` -> {task: its columns}."""
+    split, start = {}, 0
+    for task in tasks:
+        split[task.name] = logits[:, start : start + task.output_units]
+        start += task.output_units
+    return split
 
 
 def _activation(task: Task) -> str:

@@ -182,6 +182,93 @@ def test_wide_logits_add_to_the_deep_logits():
     )
 
 
+def _linear_model(**kwargs):
+    return MultiTaskModel(
+        TASKS,
+        body_config=SMALL["mmoe"],
+        text_encoder={"vocabulary_size": 50, "embedding_dim": 8},
+        sequence_length=6,
+        linear={"vocabulary_size": 20},
+        **kwargs,
+    )
+
+
+def _linear_inputs(seed=1):
+    rng = np.random.default_rng(seed)
+    return {
+        "token_ids": rng.integers(0, 50, size=(4, 6)).astype("int32"),
+        "term_ids": rng.integers(0, 20, size=(4, 5)).astype("int32"),
+        "term_counts": rng.integers(0, 3, size=(4, 5)).astype("float32"),
+    }
+
+
+def test_linear_logits_blend_with_the_network_as_set():
+    model = _linear_model(wide={"ngram_buckets": 11})
+    x = _linear_inputs()
+    layer = model.linear_layer()
+    assert not layer.trainable
+    rng = np.random.default_rng(2)
+    layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
+    linear = np.asarray(layer([x["term_ids"], x["term_counts"]]))  # (4, 4)
+    network = model(x)
+    # The blends start at the network alone: the terms change nothing.
+    other = {**x, **{k: v[::-1] for k, v in _linear_inputs(3).items()}}
+    other["token_ids"] = x["token_ids"]
+    for task in ("a", "b"):
+        np.testing.assert_allclose(
+            np.asarray(model(other)[task]),
+            np.asarray(network[task]),
+            rtol=1e-6,
+        )
+    deep = keras.Model(
+        model.inputs,
+        [model.get_layer(f"{t}_blend").input[0] for t in ("a", "b")],
+    )
+    deep_a, deep_b = (np.asarray(v) for v in deep(x))
+    model.blend_layer("a").set_blend(0.25, 0.75)
+    model.blend_layer("b").set_blend(0.0, 1.0)
+    out = model(x)
+    np.testing.assert_allclose(
+        np.asarray(out["a"]),
+        1 / (1 + np.exp(-(0.25 * deep_a + 0.75 * linear[:, :1]))),
+        rtol=1e-5,
+    )
+    b = np.exp(linear[:, 1:])
+    np.testing.assert_allclose(
+        np.asarray(out["b"]), b / b.sum(axis=1, keepdims=True), rtol=1e-5
+    )
+
+
+def test_linear_model_trains_the_network_only_and_saves_and_loads(tmp_path):
+    model = _linear_model()
+    layer = model.linear_layer()
+    rng = np.random.default_rng(4)
+    layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
+    before = [w.numpy().copy() for w in layer.weights]
+    model.compile()
+    x = _linear_inputs()
+    y = {"a": np.array([0, 1, 1, 0]), "b": np.array([2, 0, 1, -1])}
+    model.fit(x, y, epochs=2, verbose=0)
+    for b, w in zip(before, layer.weights, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+    model.blend_layer("b").set_blend(0.5, 0.5)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    for task in ("a", "b"):
+        np.testing.assert_allclose(
+            np.asarray(loaded(x)[task]), np.asarray(model(x)[task]), rtol=1e-6
+        )
+
+
+def test_linear_needs_a_text_model():
+    with pytest.raises(ValueError, match="`linear` reads a text's terms"):
+        dense_model(linear={"vocabulary_size": 5})
+    with pytest.raises(ValueError, match="no linear part"):
+        dense_model("mmoe").linear_layer()
+
+
 def test_single_task_body_shares_nothing():
     model = dense_model("single_task")
     names = {w.path.split("/")[0] for w in model.weights}
