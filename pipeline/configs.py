@@ -24,6 +24,11 @@ TRAINER_DEFAULTS = {
     # A linear model over unigrams and hashed bigrams added to every task's
     # logits (keras_mmoe.BagOfNgrams); None for the deep model alone.
     "wide": {"ngram_buckets": 200_000, "scale": 10.0},
+    # A TF-IDF logistic regression per task over the whole text's word
+    # unigrams and bigrams (keras_mmoe.TfidfLinear), fit with scikit-learn
+    # and blended with the network's logits, C and the blend weight chosen
+    # per task on validation (pipeline.linear). False for the network alone.
+    "linear": True,
     # {reader: [sources]}, by label column or task name: each reader task's
     # logits add a learned map of its sources' logits (keras_mmoe.Task's
     # `reads_from`), e.g. {"Recommended IND": ["Rating"]}. None for none.

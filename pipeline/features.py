@@ -14,12 +14,22 @@ import re
 TOKEN_IDS = "token_ids"
 # Asset name of the token vocabulary in the Transform graph.
 TOKEN_VOCABULARY = "tokens_vocab"
+# int64 (batch, None), sparse: each distinct word unigram and bigram of the
+# whole text once (ids 1.., 0 = padding once made dense), and its count.
+TERM_IDS = "term_ids"
+TERM_COUNTS = "term_counts"
+# Asset name of the term (unigram and bigram) vocabulary.
+TERM_VOCABULARY = "terms_vocab"
 
 # === Defaults ===
 
 MAX_LENGTH = 128
 VOCABULARY_SIZE = 20000
 NUM_OOV_BUCKETS = 10
+# The most frequent unigrams and bigrams kept as terms; a term must occur at
+# least TERM_MIN_COUNT times in the analyzed data.
+TERM_VOCABULARY_SIZE = 500_000
+TERM_MIN_COUNT = 2
 # Raw text is cut to this many bytes before any other work, so one huge
 # review costs no more than a long one.
 MAX_TEXT_BYTES = 20000
@@ -72,6 +82,10 @@ class PreprocessingConfig:
         vocabulary_size: int. The most frequent tokens kept in the vocabulary.
         num_oov_buckets: int. Hash buckets for tokens outside the vocabulary.
         max_text_bytes: int. The raw text is cut to this many bytes first.
+        term_vocabulary_size: int. The most frequent word unigrams and
+            bigrams kept as terms (read from the whole text, not only the
+            first `max_length` tokens).
+        term_min_count: int. Least number of occurrences of a term.
 
     Example:
     >>> config = PreprocessingConfig(["Review Text"], ["Rating"])
@@ -85,6 +99,8 @@ class PreprocessingConfig:
     vocabulary_size: int = VOCABULARY_SIZE
     num_oov_buckets: int = NUM_OOV_BUCKETS
     max_text_bytes: int = MAX_TEXT_BYTES
+    term_vocabulary_size: int = TERM_VOCABULARY_SIZE
+    term_min_count: int = TERM_MIN_COUNT
 
     def __post_init__(self):
         for field in ("text_columns", "label_columns"):
@@ -114,6 +130,8 @@ class PreprocessingConfig:
             ("vocabulary_size", 1),
             ("num_oov_buckets", 1),
             ("max_text_bytes", 1),
+            ("term_vocabulary_size", 1),
+            ("term_min_count", 1),
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int):

@@ -38,9 +38,11 @@ validation loss, per-task label counts, final metrics, gate statistics).
 import json
 import math
 import os
+import time
 
 import keras
 import numpy as np
+import scipy.sparse
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -48,7 +50,7 @@ from tfx_bsl.public import tfxio
 
 from keras_mmoe import GateDiagnostics, MultiTaskModel, Task, gate_diagnostics
 from keras_mmoe.multitask_model import GATED_BODIES, reading_order
-from pipeline import configs, features, preprocessing
+from pipeline import configs, features, linear, preprocessing
 from serving import export
 
 SUMMARY_FILE = "training_summary.json"
@@ -90,8 +92,14 @@ def _dataset(
     batch_size: int,
     shuffle: bool,
     seed: int | None = None,
+    terms: bool = False,
 ) -> tf.data.Dataset:
-    """Transformed examples -> `(token_ids int32, {task: label int32})`."""
+    """Transformed examples -> `(inputs, {task: label int32})`.
+
+    `inputs` is the int32 token ids, or with `terms` a dict that adds each
+    text's term ids (int32) and counts (float32), padded with 0 to the
+    batch's longest.
+    """
     dataset = fn_args.data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(
@@ -105,7 +113,7 @@ def _dataset(
     )
 
     def split(batch):
-        x = tf.cast(batch[features.TOKEN_IDS], tf.int32)
+        x = export.model_inputs(batch, terms)
         y = {
             task: tf.cast(
                 tf.reshape(batch[features.label_key(task)], [-1]), tf.int32
@@ -232,6 +240,118 @@ def resolve_reads_from(reads_from, label_columns) -> dict[str, list[str]]:
     return resolved
 
 
+def _term_batches(dataset: tf.data.Dataset, tasks: list[str]):
+    """`(term ids, term counts, {task: labels})` numpy batches, in order."""
+    for x, y in dataset:
+        yield (
+            x[features.TERM_IDS].numpy(),
+            x[features.TERM_COUNTS].numpy(),
+            {t: y[t].numpy() for t in tasks},
+        )
+
+
+def _tfidf_rows(layer, batches, tasks) -> tuple:
+    """The layer's TF-IDF vectors as a CSR matrix, and the labels."""
+    data, indices, indptr = [], [], [0]
+    labels = {t: [] for t in tasks}
+    for ids, counts, y in batches:
+        weights = np.asarray(layer.term_weights([ids, counts]))
+        present = counts > 0
+        data.append(weights[present])
+        indices.append(ids[present])
+        indptr.extend(indptr[-1] + np.cumsum(present.sum(axis=1)))
+        for t in tasks:
+            labels[t].append(y[t])
+    matrix = scipy.sparse.csr_matrix(
+        (
+            np.concatenate(data) if data else np.zeros(0, np.float32),
+            np.concatenate(indices) if indices else np.zeros(0, np.int32),
+            np.asarray(indptr),
+        ),
+        shape=(len(indptr) - 1, layer.vocabulary_size),
+    )
+    return matrix, {
+        t: np.concatenate(v) if v else np.zeros(0, np.int32)
+        for t, v in labels.items()
+    }
+
+
+def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
+    """Fits the model's TF-IDF logistic regressions, C per task on
+    validation; returns the validation TF-IDF rows and labels for the blend.
+    """
+    start_time = time.perf_counter()
+    layer = model.linear_layer()
+    batches = list(_term_batches(train, tasks))
+    df = np.zeros(layer.vocabulary_size, np.int64)
+    rows = 0
+    for ids, counts, _ in batches:
+        df += np.bincount(ids[counts > 0], minlength=layer.vocabulary_size)
+        rows += ids.shape[0]
+    layer.set_document_frequency(df, rows)
+    x_train, y_train = _tfidf_rows(layer, batches, tasks)
+    x_val, y_val = _tfidf_rows(layer, _term_batches(validation, tasks), tasks)
+    kernel = np.zeros(layer.kernel.shape, np.float32)
+    bias = np.zeros(layer.bias.shape, np.float32)
+    fits, start = {}, 0
+    for task in model.tasks:
+        name = task.name
+        fit = linear.fit_task(
+            x_train,
+            y_train[name],
+            x_val,
+            y_val[name],
+            num_classes[name],
+            seed=seed,
+        )
+        end = start + task.output_units
+        kernel[:, start:end], bias[start:end] = fit.kernel, fit.bias
+        start = end
+        fits[name] = {
+            "c": fit.c,
+            "validation_metric": fit.validation_metric,
+            "fitted_after_seconds": round(time.perf_counter() - start_time, 1),
+        }
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    logits = x_val @ kernel + bias
+    return {
+        "fits": fits,
+        "validation_logits": _split_columns(logits, model.tasks),
+        "validation_labels": y_val,
+    }
+
+
+def _split_columns(logits: np.ndarray, tasks) -> dict:
+    split, start = {}, 0
+    for task in tasks:
+        split[task.name] = logits[:, start : start + task.output_units]
+        start += task.output_units
+    return split
+
+
+def _choose_blends(model, validation, linear_fit: dict) -> dict:
+    """Per task, the linear weight of the blend that validation prefers."""
+    probabilities = model.predict(
+        validation.map(lambda x, y: x), verbose=0
+    )  # The blends still give the network alone.
+    chosen = {}
+    for task in model.tasks:
+        name = task.name
+        labels = linear_fit["validation_labels"][name]
+        deep = linear.probabilities_to_logits(probabilities[name])
+        lin = linear_fit["validation_logits"][name]
+        weight, score = linear.choose_blend(labels, deep, lin)
+        model.blend_layer(name).set_blend(1.0 - weight, weight)
+        chosen[name] = {
+            **linear_fit["fits"][name],
+            "linear_weight": weight,
+            "network_validation_metric": linear.main_metric(labels, deep),
+            "blend_validation_metric": score,
+        }
+    return chosen
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -329,6 +449,7 @@ def run_fn(fn_args) -> None:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     batch_size = config["batch_size"]
+    terms = bool(config.get("linear"))
     train = _dataset(
         fn_args,
         tft_output,
@@ -337,6 +458,7 @@ def run_fn(fn_args) -> None:
         batch_size,
         shuffle=True,
         seed=seed,
+        terms=terms,
     ).prefetch(tf.data.AUTOTUNE)
     validation = _dataset(
         fn_args,
@@ -345,6 +467,7 @@ def run_fn(fn_args) -> None:
         tasks,
         batch_size,
         shuffle=False,
+        terms=terms,
     ).cache()
 
     strategy = _strategy(config["distribution"])
@@ -369,9 +492,39 @@ def run_fn(fn_args) -> None:
             dropout=config["dropout"],
             loss_weighting=config["loss_weighting"],
             wide=config.get("wide"),
+            linear=(
+                {
+                    "vocabulary_size": tft_output.vocabulary_size_by_name(
+                        features.TERM_VOCABULARY
+                    )
+                    + 1  # padding id 0
+                }
+                if terms
+                else None
+            ),
         )
         model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
 
+    linear_fit = (
+        _fit_linear(
+            model,
+            _dataset(
+                fn_args,
+                tft_output,
+                fn_args.train_files,
+                tasks,
+                _COUNT_BATCH,
+                shuffle=False,
+                terms=True,
+            ),
+            validation,
+            tasks,
+            num_classes,
+            seed,
+        )
+        if terms
+        else None
+    )
     gated = config["body"] in GATED_BODIES
     gate_data = validation.take(max(1, GATE_EXAMPLES // batch_size))
     diagnostics = (
@@ -399,7 +552,11 @@ def run_fn(fn_args) -> None:
         verbose=2,
     ).history
 
-    # The restored (best) weights, measured again.
+    network = model.evaluate(validation, return_dict=True, verbose=0)
+    blends = (
+        _choose_blends(model, validation, linear_fit) if linear_fit else None
+    )
+    # The restored (best) weights and the blends, measured again.
     final = model.evaluate(validation, return_dict=True, verbose=0)
     val_losses = history["val_loss"]
     best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
@@ -409,6 +566,8 @@ def run_fn(fn_args) -> None:
         "best_epoch": best_epoch,
         "best_val_loss": None if best_epoch is None else val_losses[best_epoch],
         "validation_metrics": final,
+        "network_validation_metrics": network,
+        "linear": blends,
         "history": history,
         "tasks": {
             t: {

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from pipeline import linear, testing
 from pipeline import model as trainer
-from pipeline import testing
+from serving import export
 
 TASKS = {"recommended_ind": 2, "department_name": 3}
 
@@ -58,12 +59,20 @@ def test_run_fn_trains_and_writes_summary(trained):
     history = summary["history"]
     assert history["loss"][-1] < history["loss"][0]
     assert summary["best_val_loss"] == min(history["val_loss"])
-    # The restored weights are the best epoch's.
+    # The restored weights are the best epoch's (before the blends).
     np.testing.assert_allclose(
-        summary["validation_metrics"]["loss"],
+        summary["network_validation_metrics"]["loss"],
         summary["best_val_loss"],
         rtol=1e-4,
     )
+    # Each task's linear model and blend were chosen on validation: the
+    # blend scores at least as well as either part alone.
+    for fit in summary["linear"].values():
+        assert fit["c"] in linear.C_GRID
+        assert fit["linear_weight"] in linear.BLEND_GRID
+        assert fit["blend_validation_metric"] >= max(
+            fit["validation_metric"], fit["network_validation_metric"]
+        )
     assert {t: s["num_classes"] for t, s in summary["tasks"].items()} == TASKS
     # Rows with a missing label (every 5th / 7th) are not counted.
     assert sum(summary["tasks"]["recommended_ind"]["train_label_counts"]) == (
@@ -135,8 +144,12 @@ def test_exported_model_matches_the_keras_model(trained, served):
             ),
         }
     )
-    token_ids = np.asarray(transformed["token_ids"]).astype("int32")
-    expected = model.predict(token_ids, verbose=0)
+    inputs = export.model_inputs(transformed, terms=True)
+    expected = model.predict(inputs, verbose=0)
+    # The blends use the linear part for some task, so it is exported too.
+    assert any(
+        model.blend_layer(t.name).blend.numpy()[1] > 0 for t in model.tasks
+    )
     p_one = np.asarray(expected["recommended_ind"])[:, 0]
     out = served["predict_text"]
     np.testing.assert_allclose(
@@ -247,8 +260,10 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2
 )
 sys.path.insert(0, sys.argv[1])
+from pipeline import linear
 from pipeline import model as trainer
 from pipeline import testing
+from serving import export
 from pipeline.model_test import _config
 
 tiny = testing.tiny_transform()

@@ -4,6 +4,10 @@ Transformed features (see `pipeline.features` for the keys):
 - `TOKEN_IDS`: int64 (batch, max_length). 0 is padding, the `V` vocabulary
   tokens are `1..V` (most frequent first), the `num_oov_buckets` hash buckets
   of unknown tokens are `V+1..V+num_oov_buckets`.
+- `TERM_IDS`, `TERM_COUNTS`: int64 sparse (batch, None): the distinct word
+  unigrams and bigrams of the whole text (however long; `max_text_bytes`
+  still caps it) that are in the term vocabulary, as ids `1..T`, and how
+  often each occurs; the input of the model's TF-IDF linear part.
 - `label_key(task)` per label column: int64 (batch,), the class index in the
   task's label vocabulary, -1 when the cell is empty or holds a class never
   seen during analysis.
@@ -32,6 +36,8 @@ _SEPARATE = r"[^ \t\n\v\f\r\p{L}\p{N}\p{M}]"
 # shortest encoding, so overlong forms, surrogates, code points past
 # U+10FFFF and cut sequences fail to match.
 _WELL_FORMED_UTF8 = r"[\x{0}-\x{D7FF}\x{E000}-\x{10FFFF}]*"
+# Term ids are below this, so `row * _ROW_STRIDE + id` keys a (row, term).
+_ROW_STRIDE = 2**32
 
 
 def normalize_and_tokenize(
@@ -209,7 +215,8 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
             Transform component as `custom_config`.
 
     Returns:
-        dict of transformed feature name -> dense int64 `tf.Tensor`.
+        dict of transformed feature name -> int64 `tf.Tensor` (dense) or
+        `tf.SparseTensor` (the terms).
     """
     config = features.PreprocessingConfig.from_dict(
         {k: v for k, v in custom_config.items() if k != "code_version"}
@@ -229,6 +236,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     texts = [_to_string_column(inputs[c]) for c in config.text_columns]
     text = tf.strings.strip(tf.strings.join(texts, separator=" "))
     tokens = normalize_and_tokenize(text, config.max_text_bytes)
+    outputs.update(_term_counts(tokens, config))
     # The model never reads past max_length, so neither does the vocabulary.
     tokens = tokens[:, : config.max_length]  # (batch, <= max_length)
     vocabulary = tft.vocabulary(
@@ -256,6 +264,38 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
             label, vocabulary, default_value=-1, num_oov_buckets=0
         )  # (batch,)
     return outputs
+
+
+def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
+    """Each text's distinct vocabulary unigrams and bigrams and counts."""
+    bigrams = tf.strings.ngrams(tokens, 2, separator=" ")
+    terms = tf.concat([tokens, bigrams], axis=1)  # (batch, None)
+    vocabulary = tft.vocabulary(
+        terms,
+        top_k=config.term_vocabulary_size,
+        frequency_threshold=config.term_min_count,
+        vocab_filename=features.TERM_VOCABULARY,
+    )
+    ids = tft.apply_vocabulary(
+        terms.flat_values, vocabulary, default_value=-1
+    )  # (total terms,)
+    rows = terms.value_rowids()
+    known = ids >= 0
+    ids, rows = ids[known], rows[known]
+    # Row-major keys: unique() keeps first occurrences in order, so the
+    # distinct keys stay grouped by row.
+    keys, _, counts = tf.unique_with_counts(rows * _ROW_STRIDE + ids)
+    nrows = tf.shape(tokens.row_lengths(), out_type=tf.int64)[0]
+
+    def by_row(values):
+        return tf.RaggedTensor.from_value_rowids(
+            values, keys // _ROW_STRIDE, nrows=nrows
+        ).to_sparse()
+
+    return {
+        features.TERM_IDS: by_row(keys % _ROW_STRIDE + 1),  # 0 = padding
+        features.TERM_COUNTS: by_row(tf.cast(counts, tf.int64)),
+    }
 
 
 def vocabulary_sizes(

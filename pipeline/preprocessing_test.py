@@ -69,24 +69,36 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
         # to the larger token bytes: love, it, great. Ids shift by 1 for
         # padding: love 1, it 2, great 3, the one OOV bucket 4.
         # Rating classes in numeric order: 2, 5, 10 (not "10" < "2").
+        # Terms read the whole text: of the unigrams and bigrams, those seen
+        # at least twice are it 4, "love it" 3, love 3 (ties to the larger
+        # bytes), ids 1..3; each row lists its terms in order of first
+        # occurrence with their counts.
         expected_data = [
             {
                 "token_ids": [3, 1, 2, 4, 1],
+                "term_ids": [3, 1, 2],
+                "term_counts": [2, 2, 2],
                 "rating_label": 1,
                 "department_name_label": 2,
             },
             {
                 "token_ids": [1, 2, 0, 0, 0],
+                "term_ids": [3, 1, 2],
+                "term_counts": [1, 1, 1],
                 "rating_label": -1,
                 "department_name_label": 0,
             },
             {
                 "token_ids": [0, 0, 0, 0, 0],
+                "term_ids": [],
+                "term_counts": [],
                 "rating_label": 0,
                 "department_name_label": -1,
             },
             {
                 "token_ids": [4, 2, 0, 0, 0],
+                "term_ids": [1],
+                "term_counts": [1],
                 "rating_label": 2,
                 "department_name_label": 1,
             },
@@ -97,6 +109,8 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
             schema_utils.schema_from_feature_spec(
                 {
                     "token_ids": tf.io.FixedLenFeature([5], tf.int64),
+                    "term_ids": tf.io.VarLenFeature(tf.int64),
+                    "term_counts": tf.io.VarLenFeature(tf.int64),
                     "rating_label": tf.io.FixedLenFeature([], tf.int64),
                     "department_name_label": tf.io.FixedLenFeature(
                         [], tf.int64
@@ -116,6 +130,7 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
             expected_metadata=expected_metadata,
             expected_vocab_file_contents={
                 "tokens_vocab": [b"love", b"it", b"great"],
+                "terms_vocab": [b"it", b"love it", b"love"],
                 "rating_label_vocab": [b"2", b"5", b"10"],
                 "department_name_label_vocab": [
                     b"Dresses",
@@ -160,14 +175,19 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
 
         self.assertBetween(oov_id("zz"), 3, 5)
         self.assertBetween(oov_id("c"), 3, 5)
+        # Terms seen twice: b 3, a 2; "zz", "c" and the bigrams are dropped.
         expected_data = [
             {
                 "token_ids": [2, 1, oov_id("zz"), 0],
+                "term_ids": [2, 1],
+                "term_counts": [1, 1],
                 "score_label": -1,
                 "recommended_ind_label": 1,
             },
             {
                 "token_ids": [oov_id("c"), 0, 0, 0],
+                "term_ids": [],
+                "term_counts": [],
                 "score_label": 1,
                 "recommended_ind_label": 0,
             },
@@ -180,6 +200,7 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
             test_data=test_data,
             expected_vocab_file_contents={
                 "tokens_vocab": [b"b", b"a"],
+                "terms_vocab": [b"b", b"a"],
                 # Floats print in shortest form: 1.0 is class "1".
                 "score_label_vocab": [b"1", b"4.5"],
                 "recommended_ind_label_vocab": [b"0", b"1"],

@@ -157,9 +157,10 @@ class _ServingModule(tf.Module):
 
     def _predict(self, raw_features: dict) -> dict:
         transformed = self.tft_layer(raw_features)
-        # The model's input is int32; ids are < vocabulary size.
-        token_ids = tf.cast(transformed[features.TOKEN_IDS], tf.int32)
-        predictions = self.model(token_ids, training=False)
+        predictions = self.model(
+            model_inputs(transformed, terms=self.model.linear is not None),
+            training=False,
+        )
         outputs = {}
         for task in self._tasks:
             p = tf.cast(predictions[task.name], tf.float32)
@@ -194,6 +195,27 @@ class _ServingModule(tf.Module):
             )
             outputs[weight_key(task.name)] = tf.cast(label >= 0, tf.float32)
         return outputs
+
+
+def model_inputs(transformed: dict, terms: bool):
+    """The Transform's output as the model's input: int32 token ids, or
+    with `terms` a dict adding the term ids and counts, dense, 0-padded."""
+    # The model's ids are int32; every id is < its vocabulary size.
+    token_ids = tf.cast(transformed[features.TOKEN_IDS], tf.int32)
+    if not terms:
+        return token_ids
+
+    def dense(key, dtype):
+        value = transformed[key]
+        if isinstance(value, tf.SparseTensor):
+            value = tf.sparse.to_dense(value)
+        return tf.cast(value, dtype)
+
+    return {
+        features.TOKEN_IDS: token_ids,
+        features.TERM_IDS: dense(features.TERM_IDS, tf.int32),
+        features.TERM_COUNTS: dense(features.TERM_COUNTS, tf.float32),
+    }
 
 
 def _raw_example(column: str, text: str) -> bytes:
