@@ -100,7 +100,11 @@ def cmd_run(args) -> int:
     paths = local_runner.RunPaths(os.path.abspath(args.output))
     try:
         summary = ingest.ingest(
-            args.data, args.text_column, args.label_columns, paths.data_root
+            args.data,
+            args.text_column,
+            args.label_columns,
+            paths.data_root,
+            need_csv_splits="--baseline" if args.baseline else None,
         )
     except ingest.InputError as e:
         print(f"mmoe: {e}", file=sys.stderr)
@@ -198,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a Trainer setting (JSON value), e.g. encoder=mean, "
         "learning_rate=0.002, wide=null, tower_units=[64]",
+    )
+    run.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also fit a TF-IDF + logistic regression baseline on the same "
+        "splits and print it beside the model (CSV input only)",
     )
     run.add_argument("--no-cache", action="store_true")
     run.set_defaults(func=cmd_run)

@@ -66,3 +66,11 @@ def test_min_metric_bounds():
     assert cli._parse_bounds(["rating=0.5", "x=1"]) == {"rating": 0.5, "x": 1.0}
     with pytest.raises(SystemExit, match="TASK=NUMBER"):
         cli._parse_bounds(["rating"])
+
+
+def test_baseline_is_off_unless_asked():
+    run = ["run", "--data", "d.csv", "--text-column", "t"]
+    run += ["--label-columns", "y", "--output", "o"]
+    parser = cli.build_parser()
+    assert parser.parse_args(run).baseline is False
+    assert parser.parse_args([*run, "--baseline"]).baseline is True

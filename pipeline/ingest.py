@@ -134,12 +134,18 @@ def ingest(
     label_columns: list[str],
     root: str,
     split_column: str = "split",
+    need_csv_splits: str | None = None,
 ) -> IngestSummary:
     """Validates `data` and writes the pipeline's input files under `root`.
 
+    Args:
+        need_csv_splits: optional str. What needs per-split CSVs (e.g.
+            "--baseline"): a CSV without a split column is then refused.
+
     Raises:
         InputError: missing file or column, a label column with no labelled
-            rows or a single class (named), or no training rows.
+            rows or a single class (named), no training rows, or CSV splits
+            needed but not given.
     """
     path = pathlib.Path(data)
     if not path.is_file():
@@ -163,6 +169,12 @@ def ingest(
             f"Columns there: {', '.join(map(repr, frame.columns))}"
         )
     has_split = split_column in frame.columns
+    if need_csv_splits and not (has_split and kind == "csv"):
+        raise InputError(
+            f"{need_csv_splits} fits on the same splits as the model: it "
+            f"needs a CSV with a {split_column!r} column "
+            "(train/validation/test)."
+        )
     if has_split:
         unknown = sorted(set(frame[split_column]) - set(SPLITS))
         if unknown:

@@ -82,6 +82,19 @@ def test_bad_input_is_named(tmp_path, text, labels, body, message):
         ingest.ingest(_csv(tmp_path, body), text, labels, str(tmp_path / "o"))
 
 
+def test_baseline_without_split_column_is_refused_before_writing(tmp_path):
+    path = _csv(tmp_path, "Nice,5\nBad,1\n", header="Review Text,Rating\n")
+    with pytest.raises(ingest.InputError, match="--baseline.*'split'"):
+        ingest.ingest(
+            path,
+            ["Review Text"],
+            ["Rating"],
+            str(tmp_path / "out"),
+            need_csv_splits="--baseline",
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ingest.InputError, match="not found"):
         ingest.ingest(str(tmp_path / "none.csv"), ["a"], ["b"], str(tmp_path))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -104,16 +105,99 @@ def test_metrics(model_dir, test_csv, config, class_names):
     return results
 
 
+def _class_names(transform_dir: str, config) -> dict[str, list[str]]:
+    """{task: class names}: the label vocabularies the model was built on."""
+    import tensorflow_transform as tft
+
+    from pipeline import preprocessing
+
+    tft_output = tft.TFTransformOutput(transform_dir)
+    return {
+        task: preprocessing.class_names(tft_output, task)
+        for task in config.tasks
+    }
+
+
+def baseline_report(data_root, config, class_names, input_format, out):
+    """{"name", "tasks"} of `baseline.tfidf_lr` on the ingested splits.
+
+    Fit on the train CSV, C chosen on the validation CSV, scored on the
+    test CSV with the model's class names. None, with one line to `out`,
+    when the splits are not CSVs.
+    """
+    from pipeline import baseline
+
+    csvs = [os.path.join(data_root, s, "data.csv") for s in ingest.SPLITS]
+    if input_format != "csv":
+        print("Baseline skipped: it needs CSV input.", file=out)
+        return None
+    if not all(os.path.exists(path) for path in csvs):
+        print(
+            "Baseline skipped: it needs train/validation/test CSVs "
+            "(a `split` column).",
+            file=out,
+        )
+        return None
+    print(f"  {baseline.NAME} baseline ...", file=out, flush=True)
+    start = time.perf_counter()
+    tasks = baseline.tfidf_lr(
+        *csvs,
+        config.text_columns,
+        config.label_columns,
+        class_names={
+            c: class_names[features.task_name(c)] for c in config.label_columns
+        },
+    )
+    took = time.perf_counter() - start
+    print(f"  {baseline.NAME} baseline done ({took:.0f} s)", file=out)
+    return {"name": baseline.NAME, "tasks": tasks}
+
+
+def format_comparison(results, baseline_tasks) -> str:
+    """Per task, the model's main test metric beside the baseline's.
+
+    The main metric is AUC for a binary task, accuracy for a multi-class
+    one (the baseline's `validation_metric`). On the rows with text when,
+    for some task, those are fewer than all rows (as the "Test rows with
+    text" table).
+    """
+    with_text = any(
+        v["with_text"] is not None and v["with_text"]["n"] < v["n"]
+        for v in results.values()
+    )
+    width = max([len("task"), *map(len, results)]) + 2
+    lines = [
+        "Model vs TF-IDF + LR baseline, test "
+        + ("rows with text:" if with_text else "rows:"),
+        f"{'task':<{width}}{'metric':<10}{'n':>6}{'model':>9}{'tfidf_lr':>10}"
+        f"{'diff':>9}",
+    ]
+    for task, model in results.items():
+        base = baseline_tasks[task]
+        metric = base["validation_metric"]
+        if with_text:
+            model, base = model["with_text"], base["with_text"]
+        a = model and model[metric]
+        b = base and base[metric]
+        cells = [
+            f"{a:>9.4f}" if a is not None else f"{'-':>9}",
+            f"{b:>10.4f}" if b is not None else f"{'-':>10}",
+            f"{a - b:>+9.4f}" if None not in (a, b) else f"{'-':>9}",
+        ]
+        n = model["n"] if model else 0
+        lines.append(f"{task:<{width}}{metric:<10}{n:>6}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
     """Writes metrics.json and gates.png into the output dir; prints a table.
 
+    With `args.baseline`, also fits the TF-IDF + LR baseline on the same
+    splits, keeps its metrics in metrics.json and prints it beside the
+    model.
+
     Returns whether a model was exported (and so metrics computed).
     """
-    import tensorflow_transform as tft
-
-    from keras_mmoe import gate_diagnostics
-    from pipeline import preprocessing
-
     outputs = run_outputs(paths.metadata_path)
     model_dir = outputs.get("Trainer", {}).get("model")
     transform_dir = outputs.get("Transform", {}).get("transform_graph")
@@ -122,11 +206,7 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
         return False
     model_dir = os.path.join(model_dir, "Format-Serving")
     config = features.PreprocessingConfig(args.text_column, args.label_columns)
-    tft_output = tft.TFTransformOutput(transform_dir)
-    class_names = {
-        task: preprocessing.class_names(tft_output, task)
-        for task in config.tasks
-    }
+    class_names = _class_names(transform_dir, config)
     test_csv = os.path.join(paths.data_root, "test", "data.csv")
     results = (
         test_metrics(model_dir, test_csv, config, class_names)
@@ -143,6 +223,13 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
         "blessed": blessed,
         "ingest": summary.__dict__,
     }
+    baseline = None
+    if getattr(args, "baseline", False):
+        baseline = baseline_report(
+            paths.data_root, config, class_names, summary.input_format, out
+        )
+    if baseline is not None:
+        report["baseline"] = baseline
     os.makedirs(paths.output, exist_ok=True)
     metrics_path = os.path.join(paths.output, "metrics.json")
     tmp = metrics_path + ".tmp"
@@ -158,6 +245,8 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
     if any(v["n"] < results[k]["n"] for k, v in with_text.items()):
         print("Test rows with text:", file=out)
         print(evaluation.format_table(with_text), file=out)
+    if baseline is not None:
+        print(format_comparison(results, baseline["tasks"]), file=out)
     print(f"\nMetrics: {metrics_path}", file=out)
     run_dir = outputs.get("Trainer", {}).get("model_run")
     summary_path = run_dir and os.path.join(run_dir, "training_summary.json")
@@ -165,6 +254,8 @@ def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
         with open(summary_path) as f:
             gates = json.load(f).get("gates")
         if gates:
+            from keras_mmoe import gate_diagnostics
+
             png = gate_diagnostics.plot_gate_heatmap(
                 gates,
                 os.path.join(paths.output, "gates.png"),
