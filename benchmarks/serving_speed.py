@@ -10,7 +10,8 @@ What is timed, on real test-split reviews (Title + " " + Review Text):
   Serving runs it minus the RPC: TF-Text normalization and tokenization,
   the tf.Transform vocabulary lookup, the model, the class-name lookup.
 - `keras`: the Keras model (the Trainer's `model.keras`) alone in a
-  `tf.function`, on the token ids `transform_features` computed beforehand.
+  `tf.function`, on the inputs `transform_features` computed beforehand
+  (token ids, and the term ids and counts of the linear part).
 
 Latency: batch 1, one call at a time, p50 and p99 over many calls.
 Throughput: batches of 64 and 256, reviews per second. The two are timed in
@@ -39,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402, F401  (registers the TF-Text ops)
 
 import keras_mmoe  # noqa: E402, F401  (registers the model classes)
+from serving import export  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "serving_speed.json"
@@ -97,11 +99,11 @@ def measure(model_dir, keras_path, quick=False):
     transform = loaded.signatures["transform_features"]
     model = keras.saving.load_model(keras_path, compile=False)
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")]
-    )
-    def keras_call(ids):
-        return model(ids, training=False)
+    terms = model.linear is not None
+
+    @tf.function(reduce_retracing=True)
+    def keras_call(inputs):
+        return model(inputs, training=False)
 
     summary = os.path.join(os.path.dirname(keras_path), "training_summary.json")
     with open(summary) as f:
@@ -121,8 +123,9 @@ def measure(model_dir, keras_path, quick=False):
             ).SerializeToString()
             for t in texts
         ]
-        ids = transform(examples=tf.constant(examples))["token_ids"]
-        return tf.cast(ids, tf.int32)
+        return export.model_inputs(
+            transform(examples=tf.constant(examples)), terms
+        )
 
     def run_text(batch):
         out = predict_text(text=batch)

@@ -18,7 +18,9 @@ Signatures (`T` is each task name, `C_T` its number of classes):
   columns are empty (the Transform joins them with a space, so pass them
   joined).
 - `transform_features`: `examples`, as `serving_default` -> the transformed
-  features: `token_ids` int64 `(batch, max_length)`, and per task
+  features: `token_ids` int64 `(batch, max_length)`; for a model with a
+  linear part, `term_ids` int32 and `term_counts` float32 `(batch, n)`,
+  padded with 0 to the batch's most terms; and per task
   `T_label` int64 `(batch,)` (the class index, a missing label clamped to
   0) and `T_weight` float32 `(batch,)` (1 when labelled, else 0). TFMA runs
   it through `preprocessing_function_names` to get labels and weights.
@@ -188,6 +190,10 @@ class _ServingModule(tf.Module):
         raw = tf.io.parse_example(examples, self._raw_spec)
         transformed = self.tft_layer(raw)
         outputs = {features.TOKEN_IDS: transformed[features.TOKEN_IDS]}
+        if self.model.linear is not None:
+            inputs = model_inputs(transformed, terms=True)
+            for key in (features.TERM_IDS, features.TERM_COUNTS):
+                outputs[key] = inputs[key]
         for task in self._tasks:
             label = transformed[features.label_key(task.name)]  # (batch,)
             outputs[features.label_key(task.name)] = tf.maximum(

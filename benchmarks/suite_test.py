@@ -1,0 +1,119 @@
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks import suite
+
+
+@pytest.fixture()
+def suite_dir(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "text": ["a", "b", "c", "d"],
+            "topic": ["x", "y", "z", "x"],
+            "flag": ["1", "0", "", "1"],
+            "split": ["train", "train", "validation", "test"],
+        }
+    )
+    frame.to_csv(tmp_path / "toy.csv.gz", index=False)
+    (tmp_path / "suite.json").write_text(
+        json.dumps(
+            {
+                "datasets": {
+                    "toy": {
+                        "file": "toy.csv.gz",
+                        "labels": {"topic": {}, "flag": {}},
+                    }
+                }
+            }
+        )
+    )
+    return tmp_path
+
+
+def test_datasets_are_the_reviews_and_the_prepared_suite(suite_dir):
+    specs = suite.datasets(suite_dir)
+    assert list(specs) == ["reviews", "toy"]
+    toy = specs["toy"]
+    assert toy["label_columns"] == ["topic", "flag"]
+    assert suite.binary_columns(toy) == {"flag"}
+    cmd = suite.command(toy, "out/toy", "mmoe", 2)
+    assert cmd[1:] == [
+        "run",
+        "--data",
+        str(suite_dir / "toy.csv.gz"),
+        "--text-column",
+        "text",
+        "--label-columns",
+        "topic",
+        "flag",
+        "--output",
+        "out/toy",
+        "--body",
+        "mmoe",
+        "--baseline",
+        "--trainer-arg",
+        "seed=2",
+    ]
+    assert suite.command(specs["reviews"], "o", "mmoe", 0)[-2:] == [
+        "--trainer-arg",
+        'reads_from={"Recommended IND": ["Rating"]}',
+    ]
+
+
+def _metrics(value, n=4):
+    return {
+        "n": n,
+        "accuracy": value,
+        "auc": value + 0.1,
+        "with_text": {"n": n - 1, "accuracy": value - 0.1, "auc": value},
+    }
+
+
+def test_main_metrics_pick_auc_for_binary_and_the_rows_with_text():
+    metrics = {
+        "tasks": {"topic": _metrics(0.8), "flag": _metrics(0.7)},
+        "baseline": {
+            "tasks": {"topic": _metrics(0.75), "flag": _metrics(0.72)}
+        },
+    }
+    spec = {"with_text": False}
+    picked = suite.main_metrics(metrics, spec, {"flag"})
+    assert picked == {
+        "topic": (0.8, 0.75),
+        "flag": (pytest.approx(0.8), pytest.approx(0.82)),
+    }
+    picked = suite.main_metrics(metrics, {"with_text": True}, {"flag"})
+    assert picked["topic"] == (pytest.approx(0.7), pytest.approx(0.65))
+    assert picked["flag"] == (0.7, 0.72)
+
+
+def test_summarize_gives_mean_std_and_whether_the_baseline_is_beaten():
+    runs = [
+        {
+            "dataset": "toy",
+            "body": "mmoe",
+            "seed": s,
+            "metrics": {"t": (m, 0.5)},
+        }
+        for s, m in enumerate([0.4, 0.8])
+    ]
+    table = suite.summarize(runs)
+    stats = table["toy"]["t"]["bodies"]["mmoe"]
+    assert stats["mean"] == pytest.approx(0.6)
+    assert stats["std"] == pytest.approx(0.2)
+    assert stats["seeds"] == [0.4, 0.8]
+    assert stats["beats_tfidf_lr"]
+    text = suite.format_table(table)
+    assert (
+        "| toy | t | 0.5000 | mmoe | 0.6000 ± 0.2000 | 0.4000, 0.8000 |" in text
+    )
+
+
+def test_unknown_data_set_is_refused(suite_dir, tmp_path):
+    with pytest.raises(SystemExit, match="unknown data set"):
+        suite.main(
+            ["--suite", str(suite_dir), "--datasets", "nope"]
+            + ["--output", str(tmp_path / "r.json")]
+        )
