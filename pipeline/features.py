@@ -18,16 +18,18 @@ TOKEN_VOCABULARY = "tokens_vocab"
 # whole text once (ids 1.., 0 = padding once made dense), and its count.
 TERM_IDS = "term_ids"
 TERM_COUNTS = "term_counts"
-# Asset name of the term (unigram and bigram) vocabulary.
+# Asset names of the term vocabularies: word unigrams, and bigrams as pairs
+# of unigram ids (`first * 2**32 + second`).
 TERM_VOCABULARY = "terms_vocab"
+BIGRAM_VOCABULARY = "bigrams_vocab"
 
 # === Defaults ===
 
 MAX_LENGTH = 128
 VOCABULARY_SIZE = 20000
 NUM_OOV_BUCKETS = 10
-# The most frequent unigrams and bigrams kept as terms; a term must occur at
-# least TERM_MIN_COUNT times in the analyzed data.
+# The most frequent unigrams, and as many bigrams, kept as terms; a term
+# must occur at least TERM_MIN_COUNT times in the analyzed data.
 TERM_VOCABULARY_SIZE = 500_000
 TERM_MIN_COUNT = 2
 # Raw text is cut to this many bytes before any other work, so one huge
@@ -82,9 +84,9 @@ class PreprocessingConfig:
         vocabulary_size: int. The most frequent tokens kept in the vocabulary.
         num_oov_buckets: int. Hash buckets for tokens outside the vocabulary.
         max_text_bytes: int. The raw text is cut to this many bytes first.
-        term_vocabulary_size: int. The most frequent word unigrams and
-            bigrams kept as terms (read from the whole text, not only the
-            first `max_length` tokens).
+        term_vocabulary_size: int. The most frequent word unigrams kept as
+            terms, and as many bigrams (read from the whole text, not only
+            the first `max_length` tokens).
         term_min_count: int. Least number of occurrences of a term.
 
     Example:

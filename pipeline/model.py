@@ -497,6 +497,9 @@ def run_fn(fn_args) -> None:
                     "vocabulary_size": tft_output.vocabulary_size_by_name(
                         features.TERM_VOCABULARY
                     )
+                    + tft_output.vocabulary_size_by_name(
+                        features.BIGRAM_VOCABULARY
+                    )
                     + 1  # padding id 0
                 }
                 if terms

@@ -6,8 +6,9 @@ Transformed features (see `pipeline.features` for the keys):
   of unknown tokens are `V+1..V+num_oov_buckets`.
 - `TERM_IDS`, `TERM_COUNTS`: int64 sparse (batch, None): the distinct word
   unigrams and bigrams of the whole text (however long; `max_text_bytes`
-  still caps it) that are in the term vocabulary, as ids `1..T`, and how
-  often each occurs; the input of the model's TF-IDF linear part.
+  still caps it) that are in the term vocabularies, as ids `1..U` for
+  unigrams and `U+1..U+B` for bigrams, and how often each occurs; the input
+  of the model's TF-IDF linear part.
 - `label_key(task)` per label column: int64 (batch,), the class index in the
   task's label vocabulary, -1 when the cell is empty or holds a class never
   seen during analysis.
@@ -36,7 +37,8 @@ _SEPARATE = r"[^ \t\n\v\f\r\p{L}\p{N}\p{M}]"
 # shortest encoding, so overlong forms, surrogates, code points past
 # U+10FFFF and cut sequences fail to match.
 _WELL_FORMED_UTF8 = r"[\x{0}-\x{D7FF}\x{E000}-\x{10FFFF}]*"
-# Term ids are below this, so `row * _ROW_STRIDE + id` keys a (row, term).
+# Term ids are below this, so `row * _ROW_STRIDE + id` keys a (row, term)
+# and `first * _ROW_STRIDE + second` a pair of unigram ids.
 _ROW_STRIDE = 2**32
 
 
@@ -267,19 +269,47 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
 
 
 def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
-    """Each text's distinct vocabulary unigrams and bigrams and counts."""
-    bigrams = tf.strings.ngrams(tokens, 2, separator=" ")
-    terms = tf.concat([tokens, bigrams], axis=1)  # (batch, None)
-    vocabulary = tft.vocabulary(
-        terms,
+    """Each text's distinct vocabulary unigrams and bigrams and counts.
+
+    Unigrams are looked up as strings; a bigram is looked up as the pair of
+    its unigram ids in one int64, which costs a fraction of joining and
+    hashing bigram strings. A bigram with a word outside the unigram
+    vocabulary is dropped: it occurs no more often than that word.
+    """
+    unigram_vocabulary = tft.vocabulary(
+        tokens,
         top_k=config.term_vocabulary_size,
         frequency_threshold=config.term_min_count,
         vocab_filename=features.TERM_VOCABULARY,
     )
-    ids = tft.apply_vocabulary(
-        terms.flat_values, vocabulary, default_value=-1
-    )  # (total terms,)
-    rows = terms.value_rowids()
+    unigrams = tokens.with_flat_values(
+        tft.apply_vocabulary(
+            tokens.flat_values, unigram_vocabulary, default_value=-1
+        )
+    )  # (batch, None) int64, -1 outside the vocabulary
+    first, second = unigrams[:, :-1], unigrams[:, 1:]
+    pairs = tf.ragged.boolean_mask(
+        first * _ROW_STRIDE + second,
+        tf.logical_and(first >= 0, second >= 0),
+    )  # (batch, None): both words known
+    bigram_vocabulary = tft.vocabulary(
+        pairs,
+        top_k=config.term_vocabulary_size,
+        frequency_threshold=config.term_min_count,
+        vocab_filename=features.BIGRAM_VOCABULARY,
+    )
+    bigrams = tft.apply_vocabulary(
+        pairs.flat_values, bigram_vocabulary, default_value=-1
+    )
+    offset = tf.cast(
+        tft.experimental.get_vocabulary_size_by_name(features.TERM_VOCABULARY),
+        tf.int64,
+    )
+    bigrams = pairs.with_flat_values(
+        tf.where(bigrams >= 0, bigrams + offset, bigrams)
+    )
+    terms = tf.concat([unigrams, bigrams], axis=1)  # (batch, None)
+    ids, rows = terms.flat_values, terms.value_rowids()
     known = ids >= 0
     ids, rows = ids[known], rows[known]
     # Row-major keys: unique() keeps first occurrences in order, so the

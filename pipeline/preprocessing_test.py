@@ -69,21 +69,21 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
         # to the larger token bytes: love, it, great. Ids shift by 1 for
         # padding: love 1, it 2, great 3, the one OOV bucket 4.
         # Rating classes in numeric order: 2, 5, 10 (not "10" < "2").
-        # Terms read the whole text: of the unigrams and bigrams, those seen
-        # at least twice are it 4, "love it" 3, love 3 (ties to the larger
-        # bytes), ids 1..3; each row lists its terms in order of first
-        # occurrence with their counts.
+        # Terms read the whole text: the unigrams seen at least twice are
+        # it 4 and love 3 (ids 1, 2), the bigram "love it" 3 (id 3, keyed
+        # by its unigram ids 1 and 0 as 1 * 2**32 + 0); each row lists its
+        # terms in order of first occurrence with their counts.
         expected_data = [
             {
                 "token_ids": [3, 1, 2, 4, 1],
-                "term_ids": [3, 1, 2],
+                "term_ids": [2, 1, 3],
                 "term_counts": [2, 2, 2],
                 "rating_label": 1,
                 "department_name_label": 2,
             },
             {
                 "token_ids": [1, 2, 0, 0, 0],
-                "term_ids": [3, 1, 2],
+                "term_ids": [2, 1, 3],
                 "term_counts": [1, 1, 1],
                 "rating_label": -1,
                 "department_name_label": 0,
@@ -130,7 +130,8 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
             expected_metadata=expected_metadata,
             expected_vocab_file_contents={
                 "tokens_vocab": [b"love", b"it", b"great"],
-                "terms_vocab": [b"it", b"love it", b"love"],
+                "terms_vocab": [b"it", b"love"],
+                "bigrams_vocab": [str(2**32).encode()],
                 "rating_label_vocab": [b"2", b"5", b"10"],
                 "department_name_label_vocab": [
                     b"Dresses",
