@@ -52,7 +52,7 @@ demo: install
 	  --text-column Title "Review Text" \
 	  --label-columns "Recommended IND" Rating "Department Name" \
 	  --trainer-arg 'reads_from={"Recommended IND": ["Rating"]}' \
-	  --output output/demo
+	  --output output/demo --baseline
 
 keras-demo: install
 	$(PY) -m benchmarks.reviews_keras

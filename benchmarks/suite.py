@@ -13,7 +13,8 @@ figures are; the suite on every test row.
         [--output benchmarks/results/suite.json]
 
 Results are written after every run, so an interrupted benchmark keeps what
-it measured, and a run already in the output file is not repeated.
+it measured; a run whose metrics.json is there is not repeated (its metrics
+are read again, its wall time kept from the output file).
 """
 
 import argparse
@@ -94,23 +95,26 @@ def binary_columns(spec: dict) -> set[str]:
 
 
 def main_metrics(metrics: dict, spec: dict, binary: set[str]) -> dict:
-    """{column: (model, baseline)} main test metrics of one run."""
+    """{"<column> <metric>": (model, baseline)} test metrics of one run:
+    every column's accuracy, and a binary column's AUC too."""
 
-    def pick(values, column):
+    def pick(values, name):
         if spec["with_text"]:
             values = values["with_text"]
-        return values["auc" if column in binary else "accuracy"]
+        return values[name]
 
     baseline = metrics.get("baseline") or {"tasks": {}}
-    return {
-        column: (
-            pick(values, column),
-            pick(baseline["tasks"][column], column)
-            if column in baseline["tasks"]
-            else None,
-        )
-        for column, values in metrics["tasks"].items()
-    }
+    picked = {}
+    for column, values in metrics["tasks"].items():
+        base = baseline["tasks"].get(column)
+        names = ["auc", "accuracy"] if column in binary else ["accuracy"]
+        for name in names:
+            key = f"{column} {'AUC' if name == 'auc' else name}"
+            picked[key] = (
+                pick(values, name),
+                None if base is None else pick(base, name),
+            )
+    return picked
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -168,18 +172,39 @@ def run(args) -> dict:
         )
     output = pathlib.Path(args.output)
     done = json.loads(output.read_text())["runs"] if output.exists() else []
-    runs = [r for r in done if r["dataset"] in names]
+    runs = []
     for name in names:
         spec = specs[name]
         binary = binary_columns(spec)
         for body in args.bodies:
             for seed in args.seeds:
                 key = (name, body, seed)
-                if any(
-                    (r["dataset"], r["body"], r["seed"]) == key for r in runs
-                ):
-                    continue
                 out = os.path.join(args.runs, name, f"{body}_seed{seed}")
+                metrics_path = os.path.join(out, "metrics.json")
+                earlier = [
+                    r
+                    for r in done
+                    if (r["dataset"], r["body"], r["seed"]) == key
+                ]
+                if os.path.exists(metrics_path):
+                    # Run before: its metrics are read again.
+                    with open(metrics_path) as f:
+                        metrics = main_metrics(json.load(f), spec, binary)
+                    record = (
+                        earlier[0]
+                        if earlier
+                        else {
+                            "dataset": name,
+                            "body": body,
+                            "seed": seed,
+                            "wall_seconds": None,
+                            "command": " ".join(
+                                command(spec, out, body, seed)[1:]
+                            ),
+                        }
+                    )
+                    runs.append({**record, "metrics": metrics})
+                    continue
                 cmd = command(spec, out, body, seed)
                 print(f"{name} {body} seed {seed} ...", flush=True)
                 start = time.perf_counter()
@@ -189,7 +214,6 @@ def run(args) -> dict:
                         cmd, stdout=log, stderr=subprocess.STDOUT
                     ).returncode
                 wall = time.perf_counter() - start
-                metrics_path = os.path.join(out, "metrics.json")
                 if code != 0 or not os.path.exists(metrics_path):
                     print(f"  failed (exit {code}); see {out}.log")
                     continue

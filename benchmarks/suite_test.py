@@ -81,12 +81,17 @@ def test_main_metrics_pick_auc_for_binary_and_the_rows_with_text():
     spec = {"with_text": False}
     picked = suite.main_metrics(metrics, spec, {"flag"})
     assert picked == {
-        "topic": (0.8, 0.75),
-        "flag": (pytest.approx(0.8), pytest.approx(0.82)),
+        "topic accuracy": (0.8, 0.75),
+        "flag AUC": (pytest.approx(0.8), pytest.approx(0.82)),
+        "flag accuracy": (0.7, 0.72),
     }
     picked = suite.main_metrics(metrics, {"with_text": True}, {"flag"})
-    assert picked["topic"] == (pytest.approx(0.7), pytest.approx(0.65))
-    assert picked["flag"] == (0.7, 0.72)
+    assert picked["topic accuracy"] == (
+        pytest.approx(0.7),
+        pytest.approx(0.65),
+    )
+    assert picked["flag AUC"] == (0.7, 0.72)
+    assert picked["flag accuracy"] == (pytest.approx(0.6), pytest.approx(0.62))
 
 
 def test_summarize_gives_mean_std_and_whether_the_baseline_is_beaten():
