@@ -117,6 +117,18 @@ def main_metrics(metrics: dict, spec: dict, binary: set[str]) -> dict:
     return picked
 
 
+def linear_choices(out: str) -> dict | None:
+    """Per task, the Trainer's chosen C and blend weight and the validation
+    metric of the linear part, the network and the blend."""
+    summaries = sorted(
+        pathlib.Path(out).glob("tfx/Trainer/model_run/*/training_summary.json"),
+        key=lambda p: int(p.parent.name),
+    )
+    if not summaries:
+        return None
+    return json.loads(summaries[-1].read_text()).get("linear")
+
+
 def summarize(runs: list[dict]) -> dict:
     """Per data set, task and body: mean, std and the seeds' values."""
     table = {}
@@ -203,7 +215,13 @@ def run(args) -> dict:
                             ),
                         }
                     )
-                    runs.append({**record, "metrics": metrics})
+                    runs.append(
+                        {
+                            **record,
+                            "metrics": metrics,
+                            "linear": linear_choices(out),
+                        }
+                    )
                     continue
                 cmd = command(spec, out, body, seed)
                 print(f"{name} {body} seed {seed} ...", flush=True)
@@ -227,6 +245,7 @@ def run(args) -> dict:
                         "wall_seconds": round(wall, 1),
                         "command": " ".join(cmd[1:]),
                         "metrics": metrics,
+                        "linear": linear_choices(out),
                     }
                 )
                 print(

@@ -122,3 +122,14 @@ def test_unknown_data_set_is_refused(suite_dir, tmp_path):
             ["--suite", str(suite_dir), "--datasets", "nope"]
             + ["--output", str(tmp_path / "r.json")]
         )
+
+
+def test_linear_choices_come_from_the_newest_trainer_run(tmp_path):
+    assert suite.linear_choices(str(tmp_path)) is None
+    for run, weight in ((2, 0.3), (10, 0.7)):
+        folder = tmp_path / "tfx" / "Trainer" / "model_run" / str(run)
+        folder.mkdir(parents=True)
+        (folder / "training_summary.json").write_text(
+            json.dumps({"linear": {"t": {"linear_weight": weight}}})
+        )
+    assert suite.linear_choices(str(tmp_path)) == {"t": {"linear_weight": 0.7}}
