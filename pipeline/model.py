@@ -416,27 +416,24 @@ def run_fn(fn_args) -> None:
                 expected,
             )
 
-    rows, counts = _label_counts(
-        _dataset(
+    def in_order(files, terms=False):
+        return _dataset(
             fn_args,
             tft_output,
-            fn_args.train_files,
+            files,
             tasks,
             _COUNT_BATCH,
             shuffle=False,
-        ),
+            terms=terms,
+        )
+
+    rows, counts = _label_counts(
+        in_order(fn_args.train_files),
         num_classes,
     )
     _check_trainable(columns, counts, fn_args.train_files, rows)
     val_rows, val_counts = _label_counts(
-        _dataset(
-            fn_args,
-            tft_output,
-            fn_args.eval_files,
-            tasks,
-            _COUNT_BATCH,
-            shuffle=False,
-        ),
+        in_order(fn_args.eval_files),
         num_classes,
     )
     if val_rows == 0:
@@ -511,15 +508,7 @@ def run_fn(fn_args) -> None:
     linear_fit = (
         _fit_linear(
             model,
-            _dataset(
-                fn_args,
-                tft_output,
-                fn_args.train_files,
-                tasks,
-                _COUNT_BATCH,
-                shuffle=False,
-                terms=True,
-            ),
+            in_order(fn_args.train_files, terms=True),
             validation,
             tasks,
             num_classes,

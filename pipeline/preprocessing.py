@@ -276,12 +276,16 @@ def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
     hashing bigram strings. A bigram with a word outside the unigram
     vocabulary is dropped: it occurs no more often than that word.
     """
-    unigram_vocabulary = tft.vocabulary(
-        tokens,
-        top_k=config.term_vocabulary_size,
-        frequency_threshold=config.term_min_count,
-        vocab_filename=features.TERM_VOCABULARY,
-    )
+
+    def vocabulary(terms, filename):
+        return tft.vocabulary(
+            terms,
+            top_k=config.term_vocabulary_size,
+            frequency_threshold=config.term_min_count,
+            vocab_filename=filename,
+        )
+
+    unigram_vocabulary = vocabulary(tokens, features.TERM_VOCABULARY)
     unigrams = tokens.with_flat_values(
         tft.apply_vocabulary(
             tokens.flat_values, unigram_vocabulary, default_value=-1
@@ -292,12 +296,7 @@ def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
         first * _ROW_STRIDE + second,
         tf.logical_and(first >= 0, second >= 0),
     )  # (batch, None): both words known
-    bigram_vocabulary = tft.vocabulary(
-        pairs,
-        top_k=config.term_vocabulary_size,
-        frequency_threshold=config.term_min_count,
-        vocab_filename=features.BIGRAM_VOCABULARY,
-    )
+    bigram_vocabulary = vocabulary(pairs, features.BIGRAM_VOCABULARY)
     bigrams = tft.apply_vocabulary(
         pairs.flat_values, bigram_vocabulary, default_value=-1
     )
