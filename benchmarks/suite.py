@@ -184,7 +184,16 @@ def run(args) -> dict:
         )
     output = pathlib.Path(args.output)
     done = json.loads(output.read_text())["runs"] if output.exists() else []
-    runs = []
+    chosen = {
+        (name, body, seed)
+        for name in names
+        for body in args.bodies
+        for seed in args.seeds
+    }
+    # Runs of other data sets, bodies or seeds stay in the output file.
+    runs = [
+        r for r in done if (r["dataset"], r["body"], r["seed"]) not in chosen
+    ]
     for name in names:
         spec = specs[name]
         binary = binary_columns(spec)

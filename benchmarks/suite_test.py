@@ -133,3 +133,32 @@ def test_linear_choices_come_from_the_newest_trainer_run(tmp_path):
             json.dumps({"linear": {"t": {"linear_weight": weight}}})
         )
     assert suite.linear_choices(str(tmp_path)) == {"t": {"linear_weight": 0.7}}
+
+
+def test_runs_of_other_selections_stay_in_the_output(suite_dir, tmp_path):
+    output = tmp_path / "r.json"
+    kept = {
+        "dataset": "reviews",
+        "body": "mmoe",
+        "seed": 5,
+        "metrics": {"t": [0.9, 0.8]},
+    }
+    output.write_text(json.dumps({"runs": [kept]}))
+    runs_dir = tmp_path / "runs"
+    (runs_dir / "toy" / "mmoe_seed0").mkdir(parents=True)
+    metrics = {
+        "tasks": {"topic": _metrics(0.8), "flag": _metrics(0.7)},
+        "baseline": {"tasks": {"topic": _metrics(0.7), "flag": _metrics(0.6)}},
+    }
+    (runs_dir / "toy" / "mmoe_seed0" / "metrics.json").write_text(
+        json.dumps(metrics)
+    )
+    result = suite.main(
+        ["--suite", str(suite_dir), "--datasets", "toy", "--seeds", "0"]
+        + ["--runs", str(runs_dir), "--output", str(output)]
+    )
+    assert [(r["dataset"], r["seed"]) for r in result["runs"]] == [
+        ("reviews", 5),
+        ("toy", 0),
+    ]
+    assert result["table"]["toy"]["topic accuracy"]["tfidf_lr"] == 0.7
