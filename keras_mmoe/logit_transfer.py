@@ -19,9 +19,9 @@ class LogitTransfer(keras.layers.Layer):
     is the richer training signal; on the bundled reviews, ranking by the
     rating head's expected rating alone beat the recommended head's own
     AUC, and reading the rating logits raised the recommended AUC on
-    validation for each of six seeds (README, "Figures"). This is the
-    transfer of ESMM and AITM (a later task reads an earlier one's output)
-    as one linear readout.
+    validation for each of six seeds (benchmarks/README.md, section 5).
+    This is the transfer of ESMM and AITM (a later task reads an earlier
+    one's output) as one linear readout.
 
     With `stop_gradient=True` (the default) the read does not train the
     source: each source task's head is still fit by its own labels only,
