@@ -9,25 +9,12 @@ model, so the two sit side by side.
 """
 
 import numpy as np
-import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from pipeline import evaluation, linear
 
 NAME = "tfidf_lr"
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-
-
-def _read(path: str, text_columns: list[str]) -> tuple[pd.DataFrame, list]:
-    """(frame, texts): texts joined as `report.test_metrics` joins them."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    texts = frame[text_columns].agg(" ".join, axis=1).tolist()
-    return frame, texts
-
-
-def _labels(values, index: dict[str, int]) -> np.ndarray:
-    """Label strings -> class indices; empty or unknown -> -1."""
-    return np.array([index.get(v.strip(), -1) for v in values], dtype="int64")
 
 
 def tfidf_lr(
@@ -70,15 +57,13 @@ def tfidf_lr(
         raise ValueError(
             f"c_grid expected positive numbers. Received: c_grid={c_grid}"
         )
-    text_columns = list(text_columns)
-    train, train_texts = _read(train_csv, text_columns)
-    validation, val_texts = _read(validation_csv, text_columns)
-    test, test_texts = _read(test_csv, text_columns)
+    train, train_texts = evaluation.read_split(train_csv, text_columns)
+    validation, val_texts = evaluation.read_split(validation_csv, text_columns)
+    test, test_texts = evaluation.read_split(test_csv, text_columns)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     x_train = vectorizer.fit_transform(train_texts)
     x_val = vectorizer.transform(val_texts)
     x_test = vectorizer.transform(test_texts)
-    has_text = np.array([bool(t.strip()) for t in test_texts])
 
     results = {}
     for column in label_columns:
@@ -87,8 +72,7 @@ def tfidf_lr(
             if class_names is not None
             else sorted({v.strip() for v in train[column]} - {""})
         )
-        index = {name: i for i, name in enumerate(names)}
-        y_train = _labels(train[column], index)
+        y_train = evaluation.label_indices(train[column], names)
         keep = y_train >= 0
         if len(np.unique(y_train[keep])) < 2:
             raise ValueError(
@@ -101,20 +85,14 @@ def tfidf_lr(
             x_train,
             y_train,
             x_val,
-            _labels(validation[column], index),
+            evaluation.label_indices(validation[column], names),
             len(names),
             c_grid=c_grid,
             patience=None,
         )
-        labels = _labels(test[column], index)
+        labels = evaluation.label_indices(test[column], names)
         p = linear.logits_to_probabilities(x_test @ fit.kernel + fit.bias)
-        metrics = evaluation.task_metrics(labels, p)
-        metrics["unseen_or_missing_labels"] = int((labels < 0).sum())
-        metrics["with_text"] = (
-            evaluation.task_metrics(labels[has_text], p[has_text])
-            if (has_text & (labels >= 0)).any()
-            else None
-        )
+        metrics = evaluation.split_scores(labels, p, test_texts)
         metrics["C"] = fit.c
         metrics["validation_metric"] = "auc" if len(names) == 2 else "accuracy"
         metrics["validation_value"] = fit.validation_metric

@@ -1,6 +1,7 @@
 """Per-task test metrics on labelled rows: accuracy, macro-F1, AUC."""
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 
@@ -40,6 +41,37 @@ def task_metrics(labels, probabilities):
         "macro_f1": float(f1_score(y, predicted, average="macro")),
         "auc": None if auc is None else float(auc),
     }
+
+
+def read_split(path: str, text_columns) -> tuple[pd.DataFrame, list[str]]:
+    """A split's CSV as strings, and its texts: the text columns joined
+    with a space, as the Transform joins them."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame, frame[list(text_columns)].agg(" ".join, axis=1).tolist()
+
+
+def label_indices(values, class_names) -> np.ndarray:
+    """Label strings -> their index in `class_names`; empty or unknown
+    labels -> -1 (missing)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.array([index.get(v.strip(), -1) for v in values], dtype="int64")
+
+
+def split_scores(labels, probabilities, texts) -> dict:
+    """`task_metrics` on every row, the count of rows without a known label,
+    and `with_text`: the metrics on the rows whose text is not empty (the
+    protocol of data/README.md's reference figures), None when none of
+    those is labelled."""
+    has_text = np.array([bool(t.strip()) for t in texts], dtype=bool)
+    p = np.asarray(probabilities)
+    scores = task_metrics(labels, p)
+    scores["unseen_or_missing_labels"] = int((labels < 0).sum())
+    scores["with_text"] = (
+        task_metrics(labels[has_text], p[has_text])
+        if (has_text & (labels >= 0)).any()
+        else None
+    )
+    return scores
 
 
 def format_table(results):

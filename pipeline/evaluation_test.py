@@ -28,3 +28,32 @@ def test_one_class_present_gives_no_auc_not_nan():
     )
     assert m["auc"] is None and m["accuracy"] == pytest.approx(0.5)
     assert "-" in evaluation.format_table({"t": m})
+
+
+def test_read_split_joins_the_text_columns(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text("a,b,y\nGood,fit,1\n,,0\n")
+    frame, texts = evaluation.read_split(str(path), ["a", "b"])
+    assert texts == ["Good fit", " "]
+    assert frame["y"].tolist() == ["1", "0"]
+
+
+def test_label_indices_map_unknown_and_empty_labels_to_missing():
+    labels = evaluation.label_indices(
+        [" Tops", "Dresses", "", "Hats"], ["Dresses", "Tops"]
+    )
+    assert labels.tolist() == [1, 0, -1, -1]
+
+
+def test_split_scores_count_missing_labels_and_score_rows_with_text():
+    labels = np.array([0, 1, 1, 0, -1])
+    p = np.array([[0.2], [0.9], [0.4], [0.6], [0.5]])
+    texts = ["a", "b", " ", "c", "d"]
+    scores = evaluation.split_scores(labels, p, texts)
+    assert scores["n"] == 4 and scores["unseen_or_missing_labels"] == 1
+    with_text = scores["with_text"]
+    assert with_text["n"] == 3
+    assert with_text == evaluation.task_metrics(
+        labels[[0, 1, 3, 4]], p[[0, 1, 3, 4]]
+    )
+    assert evaluation.split_scores(labels, p, [""] * 5)["with_text"] is None

@@ -5,7 +5,6 @@ import os
 import time
 
 import numpy as np
-import pandas as pd
 
 from pipeline import evaluation, features, ingest
 
@@ -77,9 +76,7 @@ def test_metrics(model_dir, test_csv, config, class_names):
     """
     model = _load(model_dir)
     predict = model.signatures["predict_text"]
-    frame = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
-    texts = frame[config.text_columns].agg(" ".join, axis=1).tolist()
-    has_text = np.array([bool(t.strip()) for t in texts])
+    frame, texts = evaluation.read_split(test_csv, config.text_columns)
     probabilities = {features.task_name(c): [] for c in config.label_columns}
     for start in range(0, len(texts), BATCH):
         out = predict(text=np.array(texts[start : start + BATCH], dtype=object))
@@ -88,20 +85,10 @@ def test_metrics(model_dir, test_csv, config, class_names):
     results = {}
     for column in config.label_columns:
         task = features.task_name(column)
-        index = {name: i for i, name in enumerate(class_names[task])}
-        labels = np.array(
-            [index.get(v.strip(), -1) for v in frame[column]], dtype="int64"
-        )
+        labels = evaluation.label_indices(frame[column], class_names[task])
         p = np.concatenate(probabilities[task])
         p = p[:, 1:] if p.shape[1] == 2 else p
-        results[column] = evaluation.task_metrics(labels, p)
-        results[column]["unseen_or_missing_labels"] = int((labels < 0).sum())
-        labelled_text = has_text & (labels >= 0)
-        results[column]["with_text"] = (
-            evaluation.task_metrics(labels[has_text], p[has_text])
-            if labelled_text.any()
-            else None
-        )
+        results[column] = evaluation.split_scores(labels, p, texts)
     return results
 
 
