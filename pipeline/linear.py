@@ -43,6 +43,7 @@ class LinearFit:
     bias: np.ndarray  # (output units,)
     c: float
     validation_metric: float | None
+    validation_logits: np.ndarray  # (validation rows, output units)
 
 
 def main_metric(labels: np.ndarray, logits: np.ndarray) -> float | None:
@@ -122,8 +123,9 @@ def fit_task(
                 else:
                     kernel[:, cls] = coef[k]
                     bias[cls] = model.intercept_[k]
-        score = main_metric(y_validation, x_validation @ kernel + bias)
-        candidate = LinearFit(kernel, bias, float(c), score)
+        logits = np.asarray(x_validation @ kernel + bias)
+        score = main_metric(y_validation, logits)
+        candidate = LinearFit(kernel, bias, float(c), score, logits)
         if best is None or (
             score is not None
             and (

@@ -24,6 +24,7 @@ def test_fit_task_keeps_the_c_with_the_best_validation_metric():
     assert fit.c == 10
     logits = x_val @ fit.kernel + fit.bias
     assert fit.validation_metric == linear.main_metric(y_val, logits)
+    np.testing.assert_allclose(fit.validation_logits, logits, rtol=1e-6)
     assert fit.validation_metric > 0.9
 
 

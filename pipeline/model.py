@@ -293,7 +293,7 @@ def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
     x_val, y_val = _tfidf_rows(layer, _term_batches(validation, tasks), tasks)
     kernel = np.zeros(layer.kernel.shape, np.float32)
     bias = np.zeros(layer.bias.shape, np.float32)
-    fits, start = {}, 0
+    fits, logits, start = {}, {}, 0
     for task in model.tasks:
         name = task.name
         fit = linear.fit_task(
@@ -306,6 +306,7 @@ def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
         )
         end = start + task.output_units
         kernel[:, start:end], bias[start:end] = fit.kernel, fit.bias
+        logits[name] = fit.validation_logits
         start = end
         fits[name] = {
             "c": fit.c,
@@ -314,20 +315,11 @@ def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
         }
     layer.kernel.assign(kernel)
     layer.bias.assign(bias)
-    logits = x_val @ kernel + bias
     return {
         "fits": fits,
-        "validation_logits": _split_columns(logits, model.tasks),
+        "validation_logits": logits,
         "validation_labels": y_val,
     }
-
-
-def _split_columns(logits: np.ndarray, tasks) -> dict:
-    split, start = {}, 0
-    for task in tasks:
-        split[task.name] = logits[:, start : start + task.output_units]
-        start += task.output_units
-    return split
 
 
 def _choose_blends(model, validation, linear_fit: dict) -> dict:
@@ -544,12 +536,13 @@ def run_fn(fn_args) -> None:
         verbose=2,
     ).history
 
+    # The restored (best) weights, measured again; then with the blends.
     network = model.evaluate(validation, return_dict=True, verbose=0)
-    blends = (
-        _choose_blends(model, validation, linear_fit) if linear_fit else None
-    )
-    # The restored (best) weights and the blends, measured again.
-    final = model.evaluate(validation, return_dict=True, verbose=0)
+    blends = None
+    final = network
+    if linear_fit:
+        blends = _choose_blends(model, validation, linear_fit)
+        final = model.evaluate(validation, return_dict=True, verbose=0)
     val_losses = history["val_loss"]
     best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
     summary = {
