@@ -66,7 +66,7 @@ def normalize_and_tokenize(
     # Cut first: the costly steps below then see at most max_text_bytes.
     text = tf.strings.substr(text, 0, max_text_bytes, unit="BYTE")
     text = _replace_invalid_utf8(text)
-    text = tf_text.normalize_utf8(text, "NFKC")
+    # NFKC_Casefold: case folding with NFKC normalization built in.
     text = tf_text.case_fold_utf8(text)
     text = tf.strings.regex_replace(text, _SEPARATE, r" \0 ")
     return tf.strings.split(text)  # On ASCII whitespace.
@@ -275,6 +275,11 @@ def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
     its unigram ids in one int64, which costs a fraction of joining and
     hashing bigram strings. A bigram with a word outside the unigram
     vocabulary is dropped: it occurs no more often than that word.
+
+    Everything runs on the flat tokens of the batch: the bigram starting at
+    a token sits right after that token's unigram, so one `unique` over
+    (row, term) keys keeps every row's terms together, in order of first
+    occurrence, with no ragged slicing or sorting.
     """
 
     def vocabulary(terms, filename):
@@ -285,40 +290,50 @@ def _term_counts(tokens: tf.RaggedTensor, config) -> dict:
             vocab_filename=filename,
         )
 
+    rows = tokens.value_rowids()  # (n,) the row of every token
     unigram_vocabulary = vocabulary(tokens, features.TERM_VOCABULARY)
-    unigrams = tokens.with_flat_values(
-        tft.apply_vocabulary(
-            tokens.flat_values, unigram_vocabulary, default_value=-1
-        )
-    )  # (batch, None) int64, -1 outside the vocabulary
-    first, second = unigrams[:, :-1], unigrams[:, 1:]
-    pairs = tf.ragged.boolean_mask(
-        first * _ROW_STRIDE + second,
-        tf.logical_and(first >= 0, second >= 0),
-    )  # (batch, None): both words known
-    bigram_vocabulary = vocabulary(pairs, features.BIGRAM_VOCABULARY)
-    bigrams = tft.apply_vocabulary(
-        pairs.flat_values, bigram_vocabulary, default_value=-1
+    unigrams = tft.apply_vocabulary(
+        tokens.flat_values, unigram_vocabulary, default_value=-1
+    )  # (n,) int64, -1 outside the vocabulary
+    first, second = unigrams[:-1], unigrams[1:]
+    is_pair = tf.logical_and(
+        tf.logical_and(first >= 0, second >= 0), tf.equal(rows[:-1], rows[1:])
+    )  # (n - 1,): both words known and in the same text
+    pairs = first * _ROW_STRIDE + second
+    # Analysis only: the vocabulary counts the pairs of each text.
+    bigram_vocabulary = vocabulary(
+        tf.RaggedTensor.from_value_rowids(
+            tf.boolean_mask(pairs, is_pair),
+            tf.boolean_mask(rows[:-1], is_pair),
+            nrows=tokens.nrows(),
+            validate=False,
+        ),
+        features.BIGRAM_VOCABULARY,
     )
+    bigrams = tft.apply_vocabulary(
+        pairs, bigram_vocabulary, default_value=-1
+    )  # (n - 1,)
     offset = tf.cast(
         tft.experimental.get_vocabulary_size_by_name(features.TERM_VOCABULARY),
         tf.int64,
     )
-    bigrams = pairs.with_flat_values(
-        tf.where(bigrams >= 0, bigrams + offset, bigrams)
+    # Keys that are no pair are dropped after the lookup, whatever they
+    # match (an empty vocabulary holds one placeholder entry).
+    bigrams = tf.where(
+        tf.logical_and(is_pair, bigrams >= 0), bigrams + offset, -1
     )
-    terms = tf.concat([unigrams, bigrams], axis=1)  # (batch, None)
-    ids, rows = terms.flat_values, terms.value_rowids()
-    known = ids >= 0
-    ids, rows = ids[known], rows[known]
+    # (n,): the last token starts no bigram (and n may be 0).
+    bigrams = tf.concat([bigrams, [-1]], axis=0)[: tf.size(unigrams)]
+    ids = tf.reshape(tf.stack([unigrams, bigrams], axis=1), [-1])  # (2n,)
+    keys = tf.reshape(tf.stack([rows, rows], axis=1), [-1]) * _ROW_STRIDE
+    keys = tf.boolean_mask(keys + ids, ids >= 0)
     # Row-major keys: unique() keeps first occurrences in order, so the
     # distinct keys stay grouped by row.
-    keys, _, counts = tf.unique_with_counts(rows * _ROW_STRIDE + ids)
-    nrows = tf.shape(tokens.row_lengths(), out_type=tf.int64)[0]
+    keys, _, counts = tf.unique_with_counts(keys)
 
     def by_row(values):
         return tf.RaggedTensor.from_value_rowids(
-            values, keys // _ROW_STRIDE, nrows=nrows
+            values, keys // _ROW_STRIDE, nrows=tokens.nrows(), validate=False
         ).to_sparse()
 
     return {

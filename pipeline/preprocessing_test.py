@@ -72,18 +72,19 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
         # Terms read the whole text: the unigrams seen at least twice are
         # it 4 and love 3 (ids 1, 2), the bigram "love it" 3 (id 3, keyed
         # by its unigram ids 1 and 0 as 1 * 2**32 + 0); each row lists its
-        # terms in order of first occurrence with their counts.
+        # terms in order of first occurrence, a bigram right after its first
+        # word, with their counts.
         expected_data = [
             {
                 "token_ids": [3, 1, 2, 4, 1],
-                "term_ids": [2, 1, 3],
+                "term_ids": [2, 3, 1],
                 "term_counts": [2, 2, 2],
                 "rating_label": 1,
                 "department_name_label": 2,
             },
             {
                 "token_ids": [1, 2, 0, 0, 0],
-                "term_ids": [2, 1, 3],
+                "term_ids": [2, 3, 1],
                 "term_counts": [1, 1, 1],
                 "rating_label": -1,
                 "department_name_label": 0,
@@ -202,9 +203,51 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
             expected_vocab_file_contents={
                 "tokens_vocab": [b"b", b"a"],
                 "terms_vocab": [b"b", b"a"],
+                # No pair occurs twice: an empty vocabulary holds a
+                # placeholder, which no text's terms may match.
+                "bigrams_vocab": [b"-1"],
                 # Floats print in shortest form: 1.0 is class "1".
                 "score_label_vocab": [b"1", b"4.5"],
                 "recommended_ind_label_vocab": [b"0", b"1"],
+            },
+        )
+
+    def test_bigrams_stay_inside_a_text(self):
+        config = features.PreprocessingConfig(
+            text_columns=["text"], label_columns=["label"]
+        )
+        input_metadata = _metadata(
+            {
+                "text": tf.io.FixedLenFeature([1], tf.string),
+                "label": tf.io.FixedLenFeature([1], tf.string),
+            }
+        )
+        texts = ["a b", "a b", "b", "a", "a a b"]
+        input_data = [{"text": [t], "label": ["x"]} for t in texts]
+        # Unigrams: a 5 (id 1), b 4 (id 2). Within texts, "a b" occurs 3
+        # times (id 3) and "a a" once (under the minimum count of 2). Across
+        # neighbouring texts "b a" would occur twice and "b b" once: a pair
+        # that spanned two texts would enter the vocabulary.
+        expected_data = [
+            {"term_ids": [1, 3, 2], "term_counts": [1, 1, 1]},
+            {"term_ids": [1, 3, 2], "term_counts": [1, 1, 1]},
+            {"term_ids": [2], "term_counts": [1]},
+            {"term_ids": [1], "term_counts": [1]},
+            {"term_ids": [1, 3, 2], "term_counts": [2, 1, 1]},
+        ]
+
+        def terms_only(inputs):
+            outputs = _preprocessing_fn(config)(inputs)
+            return {k: outputs[k] for k in ("term_ids", "term_counts")}
+
+        self.assertAnalyzeAndTransformResults(
+            input_data,
+            input_metadata,
+            terms_only,
+            expected_data=expected_data,
+            expected_vocab_file_contents={
+                "terms_vocab": [b"a", b"b"],
+                "bigrams_vocab": [str(0 * 2**32 + 1).encode()],
             },
         )
 
@@ -218,13 +261,15 @@ class PreprocessingFnTest(tft_unit.TransformTestCase):
 class NormalizeAndTokenizeTest(tf.test.TestCase):
     def test_normalizes_and_splits_punctuation(self):
         tokens = preprocessing.normalize_and_tokenize(
-            tf.constant(["Ｆｕｌｌ-width Straße, DON'T!", "", "  "])
+            tf.constant(["Ｆｕｌｌ-width Straße, DON'T! ﬁne Ⅻ", "", "  "])
         )
+        # NFKC: full-width letters, the "fi" ligature and the Roman numeral
+        # twelve become plain letters; case folding: "ß" becomes "ss".
         self.assertEqual(
             tokens.to_list(),
             [
                 [b"full", b"-", b"width", b"strasse", b",", b"don", b"'"]
-                + [b"t", b"!"],
+                + [b"t", b"!", b"fine", b"xii"],
                 [],
                 [],
             ],
