@@ -386,9 +386,11 @@ def deepctr_model(config: Config):
 def keras_mmoe_model(config: Config) -> keras.Model:
     """DeepCTR's MMOE network built from `keras_mmoe.MMoE` (Keras 3)."""
     inputs = keras.Input((config.input_dim,), name="features")
-    mixed = MMoE(config.num_experts, config.expert_units, config.num_tasks)(
-        inputs
-    )  # num_tasks x (batch, expert_units)
+    mixed = MMoE(
+        config.num_tasks,
+        num_experts=config.num_experts,
+        expert_units=config.expert_units,
+    )(inputs)  # num_tasks x (batch, expert_units)
     outputs = [
         keras.layers.Dense(1, activation="sigmoid", name=f"task_{k}")(
             keras.layers.Dense(config.tower_units, activation="relu")(h)
@@ -809,7 +811,7 @@ def scaling_child(config: Config) -> list:
     )
     keys, fns = [], []
     for num_experts, num_tasks in scaling_points(config):
-        layer = MMoE(num_experts, units, num_tasks)
+        layer = MMoE(num_tasks, num_experts=num_experts, expert_units=units)
         layer.build((None, config.input_dim))
         targets = [
             tf.constant(rng.normal(size=(batch, units)).astype("float32"))

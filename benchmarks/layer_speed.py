@@ -85,14 +85,14 @@ class LoopMMoE(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_experts: int, expert_units, num_tasks: int, **kwargs
+        self, num_tasks: int, *, num_experts: int, expert_units, **kwargs
     ):
         super().__init__(**kwargs)
+        self.num_tasks = num_tasks
         self.num_experts = num_experts
         self.expert_units = (
             [expert_units] if isinstance(expert_units, int) else expert_units
         )
-        self.num_tasks = num_tasks
         self.expert_layers = [
             [
                 keras.layers.Dense(width, activation="relu")
@@ -147,9 +147,13 @@ class LoopMMoE(keras.layers.Layer):
 
 
 def make_layers(num_experts, units, num_tasks, input_dim):
-    fused = MMoE(num_experts, units, num_tasks, name="fused")
+    fused = MMoE(
+        num_tasks, num_experts=num_experts, expert_units=units, name="fused"
+    )
     fused.build((None, input_dim))
-    loop = LoopMMoE(num_experts, units, num_tasks, name="loop")
+    loop = LoopMMoE(
+        num_tasks, num_experts=num_experts, expert_units=units, name="loop"
+    )
     loop.build((None, input_dim))
     loop.copy_weights_from(fused)
     return fused, loop

@@ -37,8 +37,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from benchmarks import layer_speed  # noqa: E402
-from keras_mmoe import MMoE, _weights_config  # noqa: E402
-from keras_mmoe.experts import Experts, _column_blocks  # noqa: E402
+from keras_mmoe import Experts, MMoE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "one_weight_cost.json"
 IMPLEMENTATIONS = ("fused", "split", "loop")
@@ -58,7 +57,10 @@ class SplitKernelExperts(Experts):
                 f"units={self.units}, num_groups={self.num_groups}"
             )
         in_dim = input_shape[-1]
-        blocks = _column_blocks(self.num_experts, self.units[0], in_dim)
+        # The column blocks `Experts` chooses for these shapes.
+        fused = Experts.from_config(self.get_config())
+        fused.build(input_shape)
+        blocks = fused.kernels[0].shape[0]
         columns = self.num_experts // blocks * self.units[0]
         self.block_kernels = [
             self.add_weight(name=f"kernel_0_{i}", shape=(in_dim, columns))
@@ -72,8 +74,10 @@ class SplitKernelExperts(Experts):
         ]
 
     def call(self, inputs):
+        # `ops.add` of the 1-D bias straight after the matmul, as in
+        # `Experts`: TensorFlow fuses the two (and the ReLU) into one kernel.
         hs = [
-            self.activation(_weights_config.linear(inputs, k, b))
+            self.activation(ops.add(ops.matmul(inputs, k), b))
             for k, b in zip(self.block_kernels, self.block_biases, strict=True)
         ]
         h = hs[0] if len(hs) == 1 else ops.concatenate(hs, axis=-1)
@@ -107,7 +111,9 @@ def make_layers(num_experts, units, num_tasks, input_dim):
     fused, loop = layer_speed.make_layers(
         num_experts, units, num_tasks, input_dim
     )
-    split = SplitKernelMMoE(num_experts, units, num_tasks, name="split")
+    split = SplitKernelMMoE(
+        num_tasks, num_experts=num_experts, expert_units=units, name="split"
+    )
     split.build((None, input_dim))
     split.copy_weights_from(fused)
     return {"fused": fused, "split": split, "loop": loop}

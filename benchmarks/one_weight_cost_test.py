@@ -4,15 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import layer_speed, one_weight_cost
-from keras_mmoe import _testing
+from benchmarks import layer_speed, one_weight_cost, testing
 
 X = np.random.default_rng(0).normal(size=(5, 256)).astype("float32")
 
 
 def _layers():
     layers = one_weight_cost.make_layers(8, 64, 3, 256)
-    _testing.randomize(layers["fused"])
+    testing.randomize(layers["fused"])
     layers["split"].copy_weights_from(layers["fused"])
     layers["loop"].copy_weights_from(layers["fused"])
     return layers

@@ -187,17 +187,17 @@ def build_model(kind: str, config: Config, seed: int):
     gates = None
     if kind in ("mmoe", "omoe"):
         body = (MMoE if kind == "mmoe" else OMoE)(
+            NUM_TASKS,
             num_experts=config.num_experts,
             expert_units=config.expert_units,
-            num_tasks=NUM_TASKS,
             return_gate_weights=True,
             name=kind,
         )
         features, gates = body(inputs)
     elif kind == "shared_bottom":
         body = SharedBottom(
+            NUM_TASKS,
             units=shared_bottom_units(config),
-            num_tasks=NUM_TASKS,
             name=kind,
         )
         features = body(inputs)

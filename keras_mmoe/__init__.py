@@ -18,7 +18,11 @@ from keras_mmoe.losses import (
     MaskedSparseCategoricalCrossentropy,
 )
 from keras_mmoe.mmoe import MMoE
-from keras_mmoe.multitask_model import MultiTaskModel
+from keras_mmoe.multitask_model import (
+    GATED_BODIES,
+    MultiTaskModel,
+    reading_order,
+)
 from keras_mmoe.omoe import OMoE
 from keras_mmoe.ple import PLE
 from keras_mmoe.shared_bottom import SharedBottom
@@ -33,6 +37,7 @@ __all__ = [
     "CGC",
     "ExpertGate",
     "Experts",
+    "GATED_BODIES",
     "GateDiagnostics",
     "LogitBlend",
     "LogitTransfer",
@@ -52,4 +57,5 @@ __all__ = [
     "losses",
     "metrics",
     "plot_gate_heatmap",
+    "reading_order",
 ]

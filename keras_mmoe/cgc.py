@@ -22,6 +22,8 @@ class CGC(keras.layers.Layer):
     task plus a shared input, and return a shared output mixed over all
     experts by a shared gate.
 
+    All arguments after `num_tasks` are keyword-only.
+
     Args:
         num_tasks: int. Number of tasks.
         num_shared_experts: int. Experts shared by every task.
@@ -67,6 +69,7 @@ class CGC(keras.layers.Layer):
     def __init__(
         self,
         num_tasks: int,
+        *,
         num_shared_experts: int,
         num_task_experts: int,
         expert_units,

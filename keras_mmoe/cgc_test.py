@@ -30,7 +30,13 @@ def test_outputs_equal_numpy_equations(shared_output):
 def test_separate_task_and_shared_inputs():
     rng = np.random.default_rng(1)
     xs = [rng.normal(size=(4, 6)).astype("float32") for _ in range(3)]
-    layer = CGC(2, 1, 2, 3, return_shared_output=True)
+    layer = CGC(
+        2,
+        num_shared_experts=1,
+        num_task_experts=2,
+        expert_units=3,
+        return_shared_output=True,
+    )
     layer.build([x.shape for x in xs])
     _testing.randomize(layer)
     expected = _testing.cgc(
@@ -41,7 +47,13 @@ def test_separate_task_and_shared_inputs():
 
 
 def test_gate_weights_cover_own_then_shared_experts():
-    layer = CGC(2, 3, 1, 4, return_gate_weights=True)
+    layer = CGC(
+        2,
+        num_shared_experts=3,
+        num_task_experts=1,
+        expert_units=4,
+        return_gate_weights=True,
+    )
     _, gates = layer(X)
     assert [tuple(g.shape) for g in gates] == [(9, 4)] * 2
     for g in gates:
@@ -50,13 +62,26 @@ def test_gate_weights_cover_own_then_shared_experts():
 
 def test_wrong_number_of_inputs_is_named():
     with pytest.raises(ValueError, match="list of 3"):
-        CGC(2, 1, 1, 4)([X, X])
+        CGC(2, num_shared_experts=1, num_task_experts=1, expert_units=4)([X, X])
 
 
 def test_invalid_arguments_name_the_value():
     with pytest.raises(ValueError, match="num_shared_experts=0"):
-        CGC(2, 0, 1, 4)
+        CGC(2, num_shared_experts=0, num_task_experts=1, expert_units=4)
+
+
+def test_arguments_after_num_tasks_are_keyword_only():
+    # Only `num_tasks` is positional: more positional numbers fail at once
+    # instead of binding to other arguments.
+    with pytest.raises(TypeError, match="positional argument"):
+        CGC(2, 2, 1, 4)
 
 
 def test_serialization_and_saving(tmp_path):
-    _testing.assert_saves_and_loads(lambda: CGC(2, 2, 1, [8, 4]), X, tmp_path)
+    _testing.assert_saves_and_loads(
+        lambda: CGC(
+            2, num_shared_experts=2, num_task_experts=1, expert_units=[8, 4]
+        ),
+        X,
+        tmp_path,
+    )

@@ -241,7 +241,9 @@ def collect_gate_weights(
 
     Example:
     >>> inp = keras.Input((8,))
-    >>> _, gates = MMoE(4, 16, 2, return_gate_weights=True)(inp)
+    >>> mmoe = MMoE(num_tasks=2, num_experts=4, expert_units=16,
+    ...             return_gate_weights=True)
+    >>> _, gates = mmoe(inp)
     >>> gate_model = keras.Model(inp, {"a": gates[0], "b": gates[1]})
     >>> w = collect_gate_weights(gate_model, np.ones((5, 8)))
     >>> w["a"].shape

@@ -154,7 +154,13 @@ def test_bad_input_names_the_task():
 
 def _gate_model(num_experts=4, seed=0):
     inp = keras.Input((8,))
-    mmoe = MMoE(num_experts, 16, 2, return_gate_weights=True, seed=seed)
+    mmoe = MMoE(
+        2,
+        num_experts=num_experts,
+        expert_units=16,
+        return_gate_weights=True,
+        seed=seed,
+    )
     _, gates = mmoe(inp)
     return keras.Model(inp, {"a": gates[0], "b": gates[1]}), mmoe
 
@@ -206,7 +212,9 @@ def test_collect_gate_weights_dict_inputs():
         "v": keras.Input((5,), name="v"),
     }
     features = keras.layers.Concatenate()([inputs["u"], inputs["v"]])
-    _, gates = MMoE(3, 8, 2, return_gate_weights=True)(features)
+    _, gates = MMoE(2, num_experts=3, expert_units=8, return_gate_weights=True)(
+        features
+    )
     gate_model = keras.Model(inputs, {"ctr": gates[0], "cvr": gates[1]})
     x = {"u": np.ones((9, 3)), "v": np.zeros((9, 5))}
     weights = collect_gate_weights(gate_model, x, batch_size=4)
@@ -220,7 +228,9 @@ def test_collect_gate_weights_dict_inputs():
 
 def test_collect_gate_weights_list_outputs_are_named():
     inp = keras.Input((8,))
-    _, gates = MMoE(2, 4, 3, return_gate_weights=True)(inp)
+    _, gates = MMoE(3, num_experts=2, expert_units=4, return_gate_weights=True)(
+        inp
+    )
     weights = collect_gate_weights(keras.Model(inp, gates), np.ones((3, 8)))
     assert list(weights) == ["task_0", "task_1", "task_2"]
 
@@ -247,7 +257,14 @@ class GatedModel(keras.Model):
 
 def _two_task_model(cls=keras.Model):
     inp = keras.Input((8,), name="x")
-    outs, _ = MMoE(4, 8, 2, return_gate_weights=True, seed=1, name="mmoe")(inp)
+    outs, _ = MMoE(
+        2,
+        num_experts=4,
+        expert_units=8,
+        return_gate_weights=True,
+        seed=1,
+        name="mmoe",
+    )(inp)
     outputs = {
         "a": keras.layers.Dense(1, name="a")(outs[0]),
         "b": keras.layers.Dense(1, activation="sigmoid", name="b")(outs[1]),

@@ -17,10 +17,12 @@ class MMoE(keras.layers.Layer):
     (`ExpertGate`). Tasks that need the same features learn similar gates;
     tasks that conflict learn to use different experts.
 
+    All arguments after `num_tasks` are keyword-only.
+
     Args:
+        num_tasks: int. Number of tasks (one gate and one output each).
         num_experts: int. Number of shared experts.
         expert_units: int or list of ints. Widths of each expert MLP.
-        num_tasks: int. Number of tasks (one gate and one output each).
         expert_activation: activation of the expert layers.
         gate_temperature: float. Softmax temperature of every gate.
         gate_dropout: float in [0, 1). Expert dropout in the gates
@@ -44,7 +46,7 @@ class MMoE(keras.layers.Layer):
         `gate_weights` is a list of `num_tasks` tensors `(batch, num_experts)`.
 
     Example:
-    >>> layer = MMoE(num_experts=4, expert_units=16, num_tasks=2)
+    >>> layer = MMoE(num_tasks=2, num_experts=4, expert_units=16)
     >>> [t.shape for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
@@ -55,9 +57,10 @@ class MMoE(keras.layers.Layer):
 
     def __init__(
         self,
+        num_tasks: int,
+        *,
         num_experts: int,
         expert_units,
-        num_tasks: int,
         expert_activation="relu",
         gate_temperature: float = 1.0,
         gate_dropout: float = 0.0,
@@ -70,14 +73,14 @@ class MMoE(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.num_tasks = _validation.positive_int("num_tasks", num_tasks)
         self.num_experts = _validation.positive_int("num_experts", num_experts)
         self.expert_units = _validation.units_list("expert_units", expert_units)
-        self.num_tasks = _validation.positive_int("num_tasks", num_tasks)
+        self.expert_activation = keras.activations.get(expert_activation)
         self.gate_temperature = _validation.positive_float(
             "gate_temperature", gate_temperature
         )
         self.gate_dropout = _validation.rate("gate_dropout", gate_dropout)
-        self.expert_activation = keras.activations.get(expert_activation)
         self.return_gate_weights = bool(return_gate_weights)
         _weights_config.set_weight_args(
             self,
@@ -167,9 +170,9 @@ class MMoE(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
+            "num_tasks": self.num_tasks,
             "num_experts": self.num_experts,
             "expert_units": self.expert_units,
-            "num_tasks": self.num_tasks,
             "expert_activation": keras.activations.serialize(
                 self.expert_activation
             ),

@@ -10,7 +10,7 @@ X = np.random.default_rng(0).normal(size=(9, 6)).astype("float32")
 
 @pytest.mark.parametrize("units", [4, [8, 3]])
 def test_outputs_equal_numpy_equations(units):
-    layer = MMoE(num_experts=3, expert_units=units, num_tasks=2)
+    layer = MMoE(2, num_experts=3, expert_units=units)
     layer.build(X.shape)
     _testing.randomize(layer)
     expected = _testing.mmoe(_testing.weights_of(layer), X, num_tasks=2)
@@ -21,7 +21,7 @@ def test_outputs_equal_numpy_equations(units):
 def test_hand_set_weights_give_hand_computed_outputs():
     # One input feature = 1. Expert e computes relu(e + 1); gate 0 prefers
     # expert 1 (logits [0, ln 3]), gate 1 is uniform.
-    layer = MMoE(num_experts=2, expert_units=1, num_tasks=2)
+    layer = MMoE(2, num_experts=2, expert_units=1)
     layer.build((None, 1))
     layer.experts.kernels[0].assign(np.array([[[[1.0], [2.0]]]]))
     layer.experts.biases[0].assign(np.zeros((2, 1)))
@@ -35,7 +35,7 @@ def test_hand_set_weights_give_hand_computed_outputs():
 
 
 def test_return_gate_weights():
-    layer = MMoE(4, 8, 3, return_gate_weights=True)
+    layer = MMoE(3, num_experts=4, expert_units=8, return_gate_weights=True)
     outputs, gates = layer(X)
     assert [tuple(o.shape) for o in outputs] == [(9, 8)] * 3
     for g in gates:
@@ -55,9 +55,9 @@ def test_one_projection_for_all_gates_equals_each_gate_alone(
     biases side by side; each gate's weights must equal the gate called on
     the input by itself, with a temperature, with and without the bias."""
     layer = MMoE(
-        4,
-        8,
         num_tasks,
+        num_experts=4,
+        expert_units=8,
         gate_temperature=0.5,
         return_gate_weights=True,
         use_bias=use_bias,
@@ -76,7 +76,7 @@ def test_one_projection_for_all_gates_equals_each_gate_alone(
 
 
 def test_task_gates_start_different():
-    layer = MMoE(4, 8, 2)
+    layer = MMoE(2, num_experts=4, expert_units=8)
     layer.build((None, 6))
     assert not np.allclose(layer.gates[0].kernel, layer.gates[1].kernel)
 
@@ -84,7 +84,7 @@ def test_task_gates_start_different():
 def test_weight_count_does_not_grow_with_experts():
     sizes = set()
     for num_experts in (2, 16):
-        layer = MMoE(num_experts, [8, 8], num_tasks=3)
+        layer = MMoE(3, num_experts=num_experts, expert_units=[8, 8])
         layer.build((None, 6))
         sizes.add(len(layer.weights))
     assert sizes == {4 + 2 * 3}
@@ -112,9 +112,20 @@ def test_invalid_arguments_name_the_value(kwargs, message):
         MMoE(**kwargs)
 
 
+def test_arguments_after_num_tasks_are_keyword_only():
+    # Only `num_tasks` is positional: more positional numbers fail at once
+    # instead of binding to other arguments.
+    with pytest.raises(TypeError, match="positional argument"):
+        MMoE(4, 8, 2)
+
+
 def test_serialization_and_saving(tmp_path):
     _testing.assert_saves_and_loads(
-        lambda: MMoE(3, [8, 4], 2, gate_temperature=0.7), X, tmp_path
+        lambda: MMoE(
+            2, num_experts=3, expert_units=[8, 4], gate_temperature=0.7
+        ),
+        X,
+        tmp_path,
     )
 
 
@@ -125,7 +136,7 @@ def test_fit_reduces_loss_on_two_synthetic_tasks():
     y2 = np.cos(x[:, 4:].sum(axis=1, keepdims=True))
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
-    t1, t2 = MMoE(num_experts=4, expert_units=32, num_tasks=2)(inputs)
+    t1, t2 = MMoE(2, num_experts=4, expert_units=32)(inputs)
     model = keras.Model(
         inputs,
         {
@@ -156,7 +167,7 @@ def test_every_matmul_feeds_a_bias_add_tensorflow_can_fuse(
     in a `BiasAdd`."""
     import tensorflow as tf
 
-    layer = MMoE(num_experts, units, num_tasks=3)
+    layer = MMoE(3, num_experts=num_experts, expert_units=units)
     layer.build((None, in_dim))
     graph = (
         tf.function(lambda x: layer(x))
@@ -175,7 +186,12 @@ def test_gate_dropout_draws_its_own_mask_for_every_gate():
     """The gates are finished together (one softmax over all of them); each
     gate and row must still drop its own experts."""
     layer = MMoE(
-        6, 4, num_tasks=3, gate_dropout=0.5, return_gate_weights=True, seed=1
+        3,
+        num_experts=6,
+        expert_units=4,
+        gate_dropout=0.5,
+        return_gate_weights=True,
+        seed=1,
     )
     layer.build(X.shape)
     for gate in layer.gates[1:]:  # Identical gates: only the masks differ.

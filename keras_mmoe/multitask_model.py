@@ -39,6 +39,7 @@ BODIES = {
     # One independent bottom (and text encoder) per task: no sharing.
     "single_task": (SharedBottom, {"units": 64}),
 }
+# The bodies with gates: a model with one of these has `gate_model()`.
 GATED_BODIES = ("mmoe", "omoe", "cgc", "ple")
 # Input names of a text model; with `linear`, the inputs are a dict.
 TOKEN_IDS = "token_ids"
@@ -81,6 +82,9 @@ class MultiTaskModel(keras.Model):
     tasks' logits to its own (`LogitTransfer`, their gradient stopped): a
     coarse task reads a finer related one, e.g. a binary "recommended" the
     5-class rating.
+
+    `gate_model()` maps the inputs to every task's gate weights; it needs a
+    body with gates, one of `GATED_BODIES`.
 
     Args:
         tasks: list of `Task` (or dicts / `(name, num_classes)` tuples).
@@ -445,7 +449,25 @@ def _activation(task: Task) -> str:
 def reading_order(tasks: list[Task]) -> list[Task]:
     """The tasks with every task after the tasks it reads from.
 
-    Raises a ValueError naming an unknown task in `reads_from`, or a cycle.
+    `MultiTaskModel` builds the tasks' logits in this order; calling it
+    first checks a set of tasks' `reads_from` without building a model.
+
+    Args:
+        tasks: list of `Task`.
+
+    Returns:
+        The same tasks, each after every task in its `reads_from`, otherwise
+        in their given order.
+
+    Raises:
+        ValueError: naming a task in `reads_from` that is not among `tasks`,
+            or the tasks of a cycle.
+
+    Example:
+    >>> tasks = [Task("recommended", 2, reads_from=["rating"]),
+    ...          Task("rating", 5)]
+    >>> [t.name for t in reading_order(tasks)]
+    ['rating', 'recommended']
     """
     by_name = {t.name: t for t in tasks}
     for task in tasks:

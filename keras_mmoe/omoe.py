@@ -12,10 +12,11 @@ class OMoE(MMoE):
     Every task receives the same mixture `sum_i g(x)_i * expert_i(x)`; the
     baseline of Ma et al. (KDD 2018) that isolates the effect of per-task
     gates. Arguments, call arguments and returns are those of `MMoE` (the
-    returned gate weights are the one gate's, repeated per task).
+    returned gate weights are the one gate's, repeated per task). All
+    arguments after `num_tasks` are keyword-only.
 
     Example:
-    >>> layer = OMoE(num_experts=4, expert_units=16, num_tasks=2)
+    >>> layer = OMoE(num_tasks=2, num_experts=4, expert_units=16)
     >>> [t.shape for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 

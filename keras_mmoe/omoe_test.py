@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from keras_mmoe import _testing
 from keras_mmoe.omoe import OMoE
@@ -7,7 +8,7 @@ X = np.random.default_rng(0).normal(size=(9, 6)).astype("float32")
 
 
 def test_one_shared_gate_gives_every_task_the_same_mixture():
-    layer = OMoE(num_experts=3, expert_units=[5, 4], num_tasks=3)
+    layer = OMoE(3, num_experts=3, expert_units=[5, 4])
     layer.build(X.shape)
     _testing.randomize(layer)
     w = _testing.weights_of(layer)
@@ -26,5 +27,14 @@ def test_one_shared_gate_gives_every_task_the_same_mixture():
         )
 
 
+def test_arguments_after_num_tasks_are_keyword_only():
+    # Only `num_tasks` is positional: more positional numbers fail at once
+    # instead of binding to other arguments.
+    with pytest.raises(TypeError, match="positional argument"):
+        OMoE(4, 8, 2)
+
+
 def test_serialization_and_saving(tmp_path):
-    _testing.assert_saves_and_loads(lambda: OMoE(3, 4, 2), X, tmp_path)
+    _testing.assert_saves_and_loads(
+        lambda: OMoE(2, num_experts=3, expert_units=4), X, tmp_path
+    )

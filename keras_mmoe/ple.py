@@ -15,6 +15,8 @@ class PLE(keras.layers.Layer):
     shared experts read the shared output, so task-specific and shared
     representations separate progressively. With `num_levels=1` it is `CGC`.
 
+    All arguments after `num_tasks` are keyword-only.
+
     Args:
         num_tasks: int. Number of tasks.
         num_levels: int. Number of extraction levels.
@@ -57,6 +59,7 @@ class PLE(keras.layers.Layer):
     def __init__(
         self,
         num_tasks: int,
+        *,
         num_levels: int,
         num_shared_experts: int,
         num_task_experts: int,

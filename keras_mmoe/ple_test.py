@@ -27,8 +27,14 @@ def test_outputs_equal_numpy_equations(num_levels):
 
 
 def test_one_level_is_cgc():
-    ple = PLE(2, 1, 2, 1, 4)
-    cgc = CGC(2, 2, 1, 4)
+    ple = PLE(
+        2,
+        num_levels=1,
+        num_shared_experts=2,
+        num_task_experts=1,
+        expert_units=4,
+    )
+    cgc = CGC(2, num_shared_experts=2, num_task_experts=1, expert_units=4)
     ple.build(X.shape)
     cgc.build(X.shape)
     cgc.set_weights(ple.get_weights())
@@ -37,7 +43,14 @@ def test_one_level_is_cgc():
 
 
 def test_return_gate_weights_and_shapes():
-    layer = PLE(3, 2, 2, 2, 4, return_gate_weights=True)
+    layer = PLE(
+        3,
+        num_levels=2,
+        num_shared_experts=2,
+        num_task_experts=2,
+        expert_units=4,
+        return_gate_weights=True,
+    )
     outputs, gates = layer(X)
     assert [tuple(o.shape) for o in outputs] == [(9, 4)] * 3
     assert [tuple(g.shape) for g in gates] == [(9, 4)] * 3
@@ -49,8 +62,31 @@ def test_return_gate_weights_and_shapes():
 
 def test_invalid_arguments_name_the_value():
     with pytest.raises(ValueError, match="num_levels=0"):
-        PLE(2, 0, 1, 1, 4)
+        PLE(
+            2,
+            num_levels=0,
+            num_shared_experts=1,
+            num_task_experts=1,
+            expert_units=4,
+        )
+
+
+def test_arguments_after_num_tasks_are_keyword_only():
+    # Only `num_tasks` is positional: more positional numbers fail at once
+    # instead of binding to other arguments.
+    with pytest.raises(TypeError, match="positional argument"):
+        PLE(2, 2, 2, 1, 4)
 
 
 def test_serialization_and_saving(tmp_path):
-    _testing.assert_saves_and_loads(lambda: PLE(2, 2, 1, 1, 4), X, tmp_path)
+    _testing.assert_saves_and_loads(
+        lambda: PLE(
+            2,
+            num_levels=2,
+            num_shared_experts=1,
+            num_task_experts=1,
+            expert_units=4,
+        ),
+        X,
+        tmp_path,
+    )

@@ -13,9 +13,11 @@ class SharedBottom(keras.layers.Layer):
     parameters and differ only in their towers, so conflicting tasks pull the
     shared features in different directions (negative transfer).
 
+    All arguments after `num_tasks` are keyword-only.
+
     Args:
-        units: int or list of ints. Widths of the shared MLP.
         num_tasks: int. Number of tasks (outputs).
+        units: int or list of ints. Widths of the shared MLP.
         activation: activation of the MLP layers.
         dropout: float in [0, 1). Dropout after each layer in training.
         use_bias: bool. Whether the layers have biases.
@@ -33,7 +35,7 @@ class SharedBottom(keras.layers.Layer):
         shared representation.
 
     Example:
-    >>> layer = SharedBottom(units=[32, 16], num_tasks=2)
+    >>> layer = SharedBottom(num_tasks=2, units=[32, 16])
     >>> [t.shape for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
@@ -43,8 +45,9 @@ class SharedBottom(keras.layers.Layer):
 
     def __init__(
         self,
-        units,
         num_tasks: int,
+        *,
+        units,
         activation="relu",
         dropout: float = 0.0,
         use_bias: bool = True,
@@ -54,8 +57,8 @@ class SharedBottom(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = _validation.units_list("units", units)
         self.num_tasks = _validation.positive_int("num_tasks", num_tasks)
+        self.units = _validation.units_list("units", units)
         self.activation = keras.activations.get(activation)
         self.dropout = _validation.rate("dropout", dropout)
         _weights_config.set_weight_args(
@@ -104,8 +107,8 @@ class SharedBottom(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "units": self.units,
             "num_tasks": self.num_tasks,
+            "units": self.units,
             "activation": keras.activations.serialize(self.activation),
             "dropout": self.dropout,
             **_weights_config.weight_args_config(self),

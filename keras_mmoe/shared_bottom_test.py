@@ -8,7 +8,7 @@ X = np.random.default_rng(0).normal(size=(9, 6)).astype("float32")
 
 
 def test_outputs_equal_numpy_mlp():
-    layer = SharedBottom(units=[8, 3], num_tasks=2)
+    layer = SharedBottom(2, units=[8, 3])
     layer.build(X.shape)
     _testing.randomize(layer)
     w = _testing.weights_of(layer)
@@ -21,7 +21,7 @@ def test_outputs_equal_numpy_mlp():
 
 
 def test_layers_start_from_different_draws():
-    layer = SharedBottom(units=[8, 8], num_tasks=2)
+    layer = SharedBottom(2, units=[8, 8])
     layer.build((None, 8))
     a, b = (np.asarray(d.kernel) for d in layer.dense_layers)
     assert not np.allclose(a, b)
@@ -29,12 +29,19 @@ def test_layers_start_from_different_draws():
 
 def test_invalid_arguments_name_the_value():
     with pytest.raises(ValueError, match="units='wide'"):
-        SharedBottom(units="wide", num_tasks=2)
+        SharedBottom(2, units="wide")
     with pytest.raises(ValueError, match="dropout=2"):
-        SharedBottom(units=4, num_tasks=2, dropout=2)
+        SharedBottom(2, units=4, dropout=2)
+
+
+def test_arguments_after_num_tasks_are_keyword_only():
+    # Only `num_tasks` is positional: more positional numbers fail at once
+    # instead of binding to other arguments.
+    with pytest.raises(TypeError, match="positional argument"):
+        SharedBottom([8, 4], 2)
 
 
 def test_serialization_and_saving(tmp_path):
     _testing.assert_saves_and_loads(
-        lambda: SharedBottom([8, 4], 3, dropout=0.1), X, tmp_path
+        lambda: SharedBottom(3, units=[8, 4], dropout=0.1), X, tmp_path
     )

@@ -48,8 +48,14 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx_bsl.public import tfxio
 
-from keras_mmoe import GateDiagnostics, MultiTaskModel, Task, gate_diagnostics
-from keras_mmoe.multitask_model import GATED_BODIES, reading_order
+from keras_mmoe import (
+    GATED_BODIES,
+    GateDiagnostics,
+    MultiTaskModel,
+    Task,
+    gate_diagnostics,
+    reading_order,
+)
 from pipeline import configs, features, linear, preprocessing
 from serving import export
 

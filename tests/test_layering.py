@@ -1,7 +1,21 @@
-"""keras_mmoe is plain Keras: no TFX, tf.Transform or TF-Text imports."""
+"""keras_mmoe is plain Keras: no TFX, tf.Transform or TF-Text imports; the
+project's other packages use its public API (`keras_mmoe.__all__`) only."""
 
+import ast
+import os
+import pathlib
+import re
 import subprocess
 import sys
+import types
+
+import pytest
+
+import keras_mmoe
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Not project source: the library itself, outputs, data and tool folders.
+SKIPPED_DIRS = {"keras_mmoe", "output", "data", "build", "__pycache__"}
 
 
 def test_keras_mmoe_imports_no_pipeline_packages():
@@ -16,3 +30,128 @@ def test_keras_mmoe_imports_no_pipeline_packages():
         [sys.executable, "-c", code], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def non_public_uses(source: str, public=frozenset(keras_mmoe.__all__)):
+    """What `source` (Python) uses of keras_mmoe beyond `public` names.
+
+    Flags `from keras_mmoe.x import ...` and `import keras_mmoe.x`, names
+    imported from `keras_mmoe` that are not in `public`, and attributes of
+    the package (`keras_mmoe.x`) that are not; an underscored attribute of
+    an exported module (`keras_mmoe.losses._x`) too.
+    """
+    tree = ast.parse(source)
+    found = []
+    package = set()  # Local names of the keras_mmoe package.
+    modules = set()  # Local names of its exported modules.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "keras_mmoe":
+                    package.add(alias.asname or alias.name)
+                elif alias.name.startswith("keras_mmoe."):
+                    found.append(f"import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            if (node.module or "").startswith("keras_mmoe."):
+                found.append(f"from {node.module} import ...")
+            elif node.module == "keras_mmoe":
+                for alias in node.names:
+                    if alias.name not in public:
+                        found.append(f"from keras_mmoe import {alias.name}")
+                    elif isinstance(
+                        getattr(keras_mmoe, alias.name, None), types.ModuleType
+                    ):
+                        modules.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain = [node.attr]
+        value = node.value
+        while isinstance(value, ast.Attribute):
+            chain.insert(0, value.attr)
+            value = value.value
+        if not isinstance(value, ast.Name):
+            continue
+        if (
+            value.id in package
+            and chain[0] not in public
+            and not chain[0].startswith("__")
+        ):
+            found.append(f"{value.id}.{chain[0]}")
+        elif value.id in package | modules and any(
+            a.startswith("_") and not a.startswith("__") for a in chain
+        ):
+            found.append(".".join([value.id, *chain]))
+    return found
+
+
+def _project_sources():
+    """{path relative to the root: Python source} outside keras_mmoe/,
+    including the Markdown files' Python examples."""
+    sources = {}
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and not d.endswith(".egg-info")
+            and d not in SKIPPED_DIRS
+        ]
+        for name in files:
+            path = pathlib.Path(folder, name)
+            relative = str(path.relative_to(ROOT))
+            if name.endswith(".py"):
+                sources[relative] = path.read_text()
+            elif name.endswith(".md"):
+                blocks = re.findall(
+                    r"```python\n(.*?)```", path.read_text(), re.S
+                )
+                for i, block in enumerate(blocks):
+                    sources[f"{relative} example {i}"] = block
+    return sources
+
+
+def test_the_project_uses_only_keras_mmoe_public_names():
+    sources = _project_sources()
+    # The walk reaches every package that builds on keras_mmoe.
+    for package in ("pipeline", "serving", "benchmarks", "tests"):
+        assert any(p.startswith(f"{package}/") for p in sources), package
+    assert "README.md example 0" in sources
+    found = {
+        path: uses
+        for path, source in sources.items()
+        if (uses := non_public_uses(source))
+    }
+    assert not found, (
+        "Outside keras_mmoe/, use `import keras_mmoe` or `from keras_mmoe "
+        f"import X` with X in keras_mmoe.__all__. Found: {found}"
+    )
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from keras_mmoe import MMoE, Task", []),
+        ("import keras_mmoe\nkeras_mmoe.MMoE, keras_mmoe.__version__", []),
+        ("from keras_mmoe import losses\nlosses.masked_loss_for", []),
+        ("import keras_mmoe.mmoe", ["import keras_mmoe.mmoe"]),
+        (
+            "from keras_mmoe.mmoe import MMoE",
+            ["from keras_mmoe.mmoe import ..."],
+        ),
+        (
+            "from keras_mmoe import MMoE, _testing",
+            ["from keras_mmoe import _testing"],
+        ),
+        ("import keras_mmoe as km\nkm.experts", ["km.experts"]),
+        (
+            "from keras_mmoe import losses as L\nL._private",
+            ["L._private"],
+        ),
+        ("from pipeline import _private\nimport keras", []),
+    ],
+)
+def test_non_public_uses_flags_private_names(source, expected):
+    assert non_public_uses(source, frozenset({"MMoE", "Task", "losses"})) == (
+        expected
+    )
