@@ -73,7 +73,8 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import layer_speed  # noqa: E402
 from keras_mmoe import MMoE, MultiTaskModel, Task  # noqa: E402
-from pipeline import configs, features  # noqa: E402
+from pipeline import configs  # noqa: E402
+from serving import features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402, F401  (registers the TF-Text ops)
 
 import keras_mmoe  # noqa: E402, F401  (registers the model classes)
-from serving import export  # noqa: E402
+from serving import export, features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "serving_speed.json"
@@ -95,7 +95,7 @@ def _time_calls(fn, batches, seconds):
 
 def measure(model_dir, keras_path, quick=False):
     loaded = tf.saved_model.load(model_dir)
-    predict_text = loaded.signatures["predict_text"]
+    predict_text = loaded.signatures[features.PREDICT_TEXT]
     transform = loaded.signatures["transform_features"]
     model = keras.saving.load_model(keras_path, compile=False)
 

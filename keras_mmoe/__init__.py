@@ -19,6 +19,7 @@ from keras_mmoe.losses import (
 )
 from keras_mmoe.mmoe import MMoE
 from keras_mmoe.multitask_model import (
+    BODY_NAMES,
     GATED_BODIES,
     MultiTaskModel,
     reading_order,
@@ -37,6 +38,7 @@ __all__ = [
     "CGC",
     "ExpertGate",
     "Experts",
+    "BODY_NAMES",
     "GATED_BODIES",
     "GateDiagnostics",
     "LogitBlend",

@@ -39,6 +39,8 @@ BODIES = {
     # One independent bottom (and text encoder) per task: no sharing.
     "single_task": (SharedBottom, {"units": 64}),
 }
+# The names `MultiTaskModel(body=...)` accepts.
+BODY_NAMES = tuple(BODIES)
 # The bodies with gates: a model with one of these has `gate_model()`.
 GATED_BODIES = ("mmoe", "omoe", "cgc", "ple")
 # Input names of a text model; with `linear`, the inputs are a dict.

@@ -7,7 +7,20 @@ import os
 import sys
 import time
 
-EXIT_BAD_INPUT = 2
+from serving.features import EXIT_BAD_INPUT
+
+
+class _BodyNames:
+    """`keras_mmoe.BODY_NAMES`, imported only when argparse checks a
+    `--body` value or prints the help: other commands never load Keras."""
+
+    def __iter__(self):
+        import keras_mmoe
+
+        return iter(keras_mmoe.BODY_NAMES)
+
+    def __contains__(self, name):
+        return name in tuple(self)
 
 
 class _ComponentProgress(logging.Handler):
@@ -179,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--body",
         default="mmoe",
-        choices=["mmoe", "omoe", "shared_bottom", "cgc", "ple", "single_task"],
+        choices=_BodyNames(),
+        metavar="BODY",
+        help="the shared body: %(choices)s (default: %(default)s)",
     )
     run.add_argument("--epochs", type=int)
     run.add_argument(

@@ -1,7 +1,7 @@
 """A fingerprint of the code the Transform and Trainer run.
 
 Both components name their functions by module path
-(`pipeline.preprocessing.preprocessing_fn`, `pipeline.model.run_fn`), so
+(`serving.preprocessing.preprocessing_fn`, `pipeline.model.run_fn`), so
 TFX's cache key holds the name, not the code: after an edit to keras_mmoe,
 pipeline or serving, a rerun would reuse the old model. The runners put this
 fingerprint in both components' `custom_config`, which is in the key.

@@ -9,13 +9,12 @@ ImportExampleGen) for the pipeline, with a summary of what it had to fix.
 """
 
 import dataclasses
-import io
 import os
 import pathlib
 
 import pandas as pd
 
-from pipeline import features
+from serving import features, table
 
 SPLITS = ("train", "validation", "test")
 
@@ -35,77 +34,6 @@ class IngestSummary:
     num_classes: dict  # task -> classes seen in the train split
     split_column: bool
     input_format: str = "csv"  # "csv" | "tfrecord": which ExampleGen reads
-
-
-def input_format(path: str) -> str:
-    """ "tfrecord" when the file name says so, else "csv"."""
-    return "tfrecord" if ".tfrecord" in pathlib.Path(path).name else "csv"
-
-
-def _read(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        import gzip
-
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8", errors="replace")
-    replaced = text.count("\ufffd") - raw.decode(
-        "utf-8", errors="ignore"
-    ).count("\ufffd")
-    bad = []
-    frame = pd.read_csv(
-        io.StringIO(text),
-        dtype=str,
-        keep_default_na=False,
-        engine="python",
-        on_bad_lines=lambda line: bad.append(line) and None,
-    )
-    # Rows with too few fields come back padded with NaN: skip them too.
-    short = frame.isna().any(axis=1)
-    return (
-        frame[~short].reset_index(drop=True),
-        len(bad) + int(short.sum()),
-        replaced,
-    )
-
-
-def _value(feature) -> str:
-    """A tf.Example feature as one CSV-like cell ("" when empty)."""
-    kind = feature.WhichOneof("kind")
-    if kind is None:
-        return ""
-    values = getattr(feature, kind).value
-    if kind == "bytes_list":
-        return " ".join(v.decode("utf-8", errors="replace") for v in values)
-    if kind == "float_list":
-        return " ".join(f"{v:g}" for v in values)
-    return " ".join(str(v) for v in values)
-
-
-def _read_tfrecord(path: pathlib.Path) -> tuple[pd.DataFrame, int, int]:
-    import tensorflow as tf
-
-    compression = "GZIP" if path.name.endswith(".gz") else ""
-    rows, bad, replaced = [], 0, 0
-    try:
-        for record in tf.data.TFRecordDataset(
-            str(path), compression_type=compression
-        ).as_numpy_iterator():
-            try:
-                example = tf.train.Example.FromString(record)
-            except Exception:
-                bad += 1
-                continue
-            row = {}
-            for name, feature in example.features.feature.items():
-                row[name] = _value(feature)
-                replaced += row[name].count("\ufffd")
-            rows.append(row)
-    except tf.errors.OpError as e:
-        raise InputError(
-            f"Could not read TFRecord {path}: {e.message.splitlines()[0]}"
-        ) from None
-    return pd.DataFrame(rows, dtype=str).fillna(""), bad, replaced
 
 
 def _write_tfrecord(rows: pd.DataFrame, path: pathlib.Path) -> None:
@@ -150,16 +78,13 @@ def ingest(
     path = pathlib.Path(data)
     if not path.is_file():
         raise InputError(f"Data file not found: {data}")
-    kind = input_format(data)
-    if kind == "tfrecord":
-        frame, bad_rows, replaced = _read_tfrecord(path)
-        if frame.empty:
-            raise InputError(f"No tf.Example records in {data}.")
-    else:
-        try:
-            frame, bad_rows, replaced = _read(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise InputError(f"Could not read CSV {data}: {e}") from None
+    kind = table.input_format(data)
+    try:
+        frame, bad_rows, replaced = table.read_table(data)
+    except table.ReadError as e:
+        raise InputError(str(e)) from None
+    if kind == "tfrecord" and frame.empty:
+        raise InputError(f"No tf.Example records in {data}.")
     missing = [
         c for c in [*text_columns, *label_columns] if c not in frame.columns
     ]

@@ -8,7 +8,7 @@
         --tasks recommended_ind=2 rating=5 department_name=6
 
 The image must hold this project installed (`pip install -c constraints.txt
-.[pipeline]`): Transform and Trainer import `pipeline.preprocessing` and
+.[pipeline]`): Transform and Trainer import `serving.preprocessing` and
 `pipeline.model` by module path. Submit the JSON with the Vertex AI SDK or
 the KFP UI. Nothing here talks to a cluster.
 """
@@ -17,8 +17,9 @@ import argparse
 
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from pipeline import code_version, configs, features
+from pipeline import code_version, configs
 from pipeline.pipeline import create_pipeline
+from serving import features
 
 
 def compile_pipeline(

@@ -3,7 +3,8 @@
 import dataclasses
 import os
 
-from pipeline import code_version, configs, features, ingest
+from pipeline import code_version, configs, ingest
+from serving import features
 
 
 @dataclasses.dataclass

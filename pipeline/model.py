@@ -56,8 +56,8 @@ from keras_mmoe import (
     gate_diagnostics,
     reading_order,
 )
-from pipeline import configs, features, linear, preprocessing
-from serving import export
+from pipeline import configs, linear
+from serving import export, features, preprocessing
 
 SUMMARY_FILE = "training_summary.json"
 KERAS_MODEL_FILE = "model.keras"

@@ -10,7 +10,8 @@ import pytest
 
 from pipeline import linear, testing
 from pipeline import model as trainer
-from serving import export
+from serving import contract, export
+from serving import testing as serving_testing
 
 TASKS = {"recommended_ind": 2, "department_name": 3}
 
@@ -19,7 +20,10 @@ def _config(tiny, **overrides):
     return {
         "preprocessing": tiny.preprocessing_config,
         # The tiny Transform also has a single-class column; train the rest.
-        "label_columns": [testing.RECOMMENDED, testing.DEPARTMENT],
+        "label_columns": [
+            serving_testing.RECOMMENDED,
+            serving_testing.DEPARTMENT,
+        ],
         "tasks": TASKS,
         "body": "mmoe",
         "body_config": {"num_experts": 3, "expert_units": 8},
@@ -39,12 +43,12 @@ def _config(tiny, **overrides):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    tiny = testing.tiny_transform()
+    tiny = serving_testing.tiny_transform()
     out = str(tmp_path_factory.mktemp("trainer"))
     # One task reads the other (by column, and by task name): the exported
     # model's tests below then cover the transfer layer.
     config = _config(
-        tiny, reads_from={testing.RECOMMENDED: ["department_name"]}
+        tiny, reads_from={serving_testing.RECOMMENDED: ["department_name"]}
     )
     fn_args = testing.trainer_fn_args(tiny, out, config)
     trainer.run_fn(fn_args)
@@ -115,10 +119,10 @@ def test_run_fn_writes_tensorboard_logs_with_gates(trained):
 def served(trained, tmp_path_factory):
     """The exported model run in a process importing only TF + TF-Text."""
     tiny, fn_args = trained
-    return testing.run_serving_check(
+    return contract.run_probe(
         fn_args.serving_model_dir,
         tiny.texts("validation") + tiny.texts("train"),
-        testing.serialize_raw(tiny.raw_rows["validation"]),
+        serving_testing.serialize_raw(tiny.raw_rows["validation"]),
         str(tmp_path_factory.mktemp("served")),
     )
 
@@ -180,7 +184,9 @@ def test_trained_model_learns_the_tiny_tasks(trained, served):
     tiny, _ = trained
     predicted = served["predict_text"]["department_name_label"]
     truth = [
-        row[testing.DEPARTMENT][0].decode() if row[testing.DEPARTMENT] else ""
+        row[serving_testing.DEPARTMENT][0].decode()
+        if row[serving_testing.DEPARTMENT]
+        else ""
         for row in tiny.raw_rows["validation"] + tiny.raw_rows["train"]
     ]
     assert set(predicted) <= {"Bottoms", "Dresses", "Tops"}
@@ -217,9 +223,11 @@ def test_bad_reads_from_names_the_problem(reads_from, message):
 
 
 def test_single_class_column_is_a_clear_error(tmp_path):
-    tiny = testing.tiny_transform()
+    tiny = serving_testing.tiny_transform()
     config = _config(
-        tiny, label_columns=[testing.RECOMMENDED, testing.SINGLE], epochs=1
+        tiny,
+        label_columns=[serving_testing.RECOMMENDED, serving_testing.SINGLE],
+        epochs=1,
     )
     fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
     with pytest.raises(ValueError, match="'Single Class'.*two"):
@@ -227,7 +235,7 @@ def test_single_class_column_is_a_clear_error(tmp_path):
 
 
 def test_no_labelled_rows_is_a_clear_error(tmp_path):
-    tiny = testing.tiny_transform()
+    tiny = serving_testing.tiny_transform()
     config = _config(tiny, epochs=1)
     fn_args = testing.trainer_fn_args(
         tiny, str(tmp_path), config, train_split="unlabelled"
@@ -237,7 +245,7 @@ def test_no_labelled_rows_is_a_clear_error(tmp_path):
 
 
 def test_unknown_distribution_is_rejected(tmp_path):
-    tiny = testing.tiny_transform()
+    tiny = serving_testing.tiny_transform()
     config = _config(tiny, distribution="tpu")
     fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
     with pytest.raises(ValueError, match="distribution='tpu'"):
@@ -245,7 +253,7 @@ def test_unknown_distribution_is_rejected(tmp_path):
 
 
 def test_config_without_columns_is_rejected(tmp_path):
-    tiny = testing.tiny_transform()
+    tiny = serving_testing.tiny_transform()
     fn_args = testing.trainer_fn_args(tiny, str(tmp_path), {"epochs": 1})
     with pytest.raises(ValueError, match="needs `preprocessing`"):
         trainer.run_fn(fn_args)
@@ -264,9 +272,10 @@ from pipeline import linear
 from pipeline import model as trainer
 from pipeline import testing
 from serving import export
+from serving import testing as serving_testing
 from pipeline.model_test import _config
 
-tiny = testing.tiny_transform()
+tiny = serving_testing.tiny_transform()
 fn_args = testing.trainer_fn_args(
     tiny, sys.argv[2], _config(tiny, distribution="mirrored", epochs=3)
 )

@@ -6,6 +6,7 @@ from tfx.proto import example_gen_pb2, transform_pb2
 
 from pipeline import configs
 from pipeline.atomic_pusher import AtomicPusher
+from serving import features
 
 
 def eval_config(
@@ -24,7 +25,7 @@ def eval_config(
     for task, num_classes in tasks.items():
         binary = num_classes == 2
         # TFMA names an output by its key in the signature's outputs.
-        output = f"{task}_probabilities"
+        output = features.probabilities_key(task)
         kind = "binary" if binary else "multiclass"
         bound = lower_bounds.get(task, configs.DEFAULT_LOWER_BOUND[kind])
         threshold = tfma.MetricThreshold(
@@ -77,11 +78,15 @@ def eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                signature_name="serving_default",
-                preprocessing_function_names=["transform_features"],
-                label_keys={f"{t}_probabilities": f"{t}_label" for t in tasks},
+                signature_name=features.SERVING_DEFAULT,
+                preprocessing_function_names=[features.TRANSFORM_FEATURES],
+                label_keys={
+                    features.probabilities_key(t): features.label_key(t)
+                    for t in tasks
+                },
                 example_weight_keys={
-                    f"{t}_probabilities": f"{t}_weight" for t in tasks
+                    features.probabilities_key(t): features.weight_key(t)
+                    for t in tasks
                 },
             )
         ],
@@ -114,7 +119,7 @@ def create_pipeline(
         data_root: with `split_column`, folders `train/`, `validation/` and
             `test/` of CSV (or TFRecord) files; else files in `data_root`
             split by a deterministic hash.
-        preprocessing_config: `pipeline.features.PreprocessingConfig` as a
+        preprocessing_config: `serving.features.PreprocessingConfig` as a
             dict; Transform's custom_config.
         tasks: task name -> number of classes.
         trainer_config: the Trainer's custom_config (see `configs`).
@@ -173,7 +178,7 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn="pipeline.preprocessing.preprocessing_fn",
+        preprocessing_fn="serving.preprocessing.preprocessing_fn",
         custom_config={**preprocessing_config, "code_version": code_version},
         splits_config=transform_pb2.SplitsConfig(
             analyze=["train"], transform=["train", "validation", "test"]

@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from pipeline import evaluation, features, ingest
+from pipeline import evaluation, ingest
+from serving import features
 
 BATCH = 256
 
@@ -75,13 +76,15 @@ def test_metrics(model_dir, test_csv, config, class_names):
     figures, which drop rows without text).
     """
     model = _load(model_dir)
-    predict = model.signatures["predict_text"]
+    predict = model.signatures[features.PREDICT_TEXT]
     frame, texts = evaluation.read_split(test_csv, config.text_columns)
     probabilities = {features.task_name(c): [] for c in config.label_columns}
     for start in range(0, len(texts), BATCH):
         out = predict(text=np.array(texts[start : start + BATCH], dtype=object))
         for task in probabilities:
-            probabilities[task].append(out[f"{task}_probabilities"].numpy())
+            probabilities[task].append(
+                out[features.probabilities_key(task)].numpy()
+            )
     results = {}
     for column in config.label_columns:
         task = features.task_name(column)
@@ -96,7 +99,7 @@ def _class_names(transform_dir: str, config) -> dict[str, list[str]]:
     """{task: class names}: the label vocabularies the model was built on."""
     import tensorflow_transform as tft
 
-    from pipeline import preprocessing
+    from serving import preprocessing
 
     tft_output = tft.TFTransformOutput(transform_dir)
     return {

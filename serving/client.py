@@ -40,15 +40,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from serving import features
+
 PROTOCOLS = ("rest", "grpc")
-SIGNATURES = ("predict_text", "serving_default")
-# Inputs of the exported signatures (serving/export.py).
-INPUT_NAMES = {"predict_text": "text", "serving_default": "examples"}
+# The signatures that serve predictions.
+SIGNATURES = (features.PREDICT_TEXT, features.SERVING_DEFAULT)
 # TF Serving answers 503 for UNAVAILABLE; proxies in front say 502 or 504.
 _RETRY_HTTP = (502, 503, 504)
-_PROBABILITIES = "_probabilities"
-_LABEL = "_label"
-EXIT_SERVING_ERROR = 2
 
 
 class ServingError(RuntimeError):
@@ -111,23 +109,23 @@ def text_example(column: str, text) -> bytes:
 def rows_from_outputs(outputs: dict, n: int) -> list[dict]:
     """`{T_probabilities: (n, C), T_label: (n,)}` -> per row
     `{T: {"label": str, "probabilities": [float] * C}}`."""
-    tasks = sorted(
-        k[: -len(_PROBABILITIES)] for k in outputs if k.endswith(_PROBABILITIES)
-    )
+    tasks = features.output_tasks(outputs)
     if not tasks:
         raise ValueError(
-            f"No `T{_PROBABILITIES}` output in the reply; its outputs: "
-            f"{sorted(outputs)}"
+            f"No `{features.probabilities_key('T')}` output in the reply; its "
+            f"outputs: {sorted(outputs)}"
         )
     rows = [{} for _ in range(n)]
     for task in tasks:
-        probabilities = outputs[task + _PROBABILITIES]
-        labels = outputs.get(task + _LABEL, [])
+        probabilities_key = features.probabilities_key(task)
+        label_key = features.predicted_label_key(task)
+        probabilities = outputs[probabilities_key]
+        labels = outputs.get(label_key, [])
         if len(probabilities) != n or len(labels) != n:
             raise ValueError(
                 f"The reply has {len(probabilities)} rows of "
-                f"{task + _PROBABILITIES!r} and {len(labels)} of "
-                f"{task + _LABEL!r} for {n} inputs"
+                f"{probabilities_key!r} and {len(labels)} of "
+                f"{label_key!r} for {n} inputs"
             )
         for row, p, label in zip(rows, probabilities, labels, strict=True):
             if isinstance(label, bytes):
@@ -215,7 +213,7 @@ class ServingClient:
     def predict(
         self,
         texts: Sequence,
-        signature: str = "predict_text",
+        signature: str = features.PREDICT_TEXT,
         text_column: str = "Title",
     ) -> list[dict]:
         """Per text: `{task: {"label": str, "probabilities": [float]}}`.
@@ -244,7 +242,7 @@ class ServingClient:
                 "`texts` expected a list of texts, not one string. Received: "
                 f"{texts[:50]!r}"
             )
-        if signature == "serving_default":
+        if signature == features.SERVING_DEFAULT:
             values = [text_example(text_column, t) for t in texts]
         else:
             values = [_as_bytes(t) for t in texts]
@@ -313,7 +311,7 @@ class ServingClient:
         )
 
     def _rest(self, signature, values) -> dict:
-        if signature == "serving_default":
+        if signature == features.SERVING_DEFAULT:
             instances = [_b64(v) for v in values]
         else:
             # JSON carries text; bytes that are not UTF-8 go as b64, which
@@ -378,7 +376,7 @@ class ServingClient:
         request.model_spec.signature_name = signature
         if self.version is not None:
             request.model_spec.version.value = self.version
-        request.inputs[INPUT_NAMES[signature]].CopyFrom(
+        request.inputs[features.SIGNATURE_INPUTS[signature]].CopyFrom(
             tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)])
         )
         try:
@@ -490,7 +488,7 @@ def cmd_query(args, out=None, err=None) -> int:
     except (ServingError, ValueError) as e:
         # One line: a server message may hold a stack of them.
         print(" ".join(f"mmoe: {e}".split()), file=err)
-        return EXIT_SERVING_ERROR
+        return features.EXIT_BAD_INPUT
     results = [
         {"text": t, **row} for t, row in zip(args.texts, rows, strict=True)
     ]

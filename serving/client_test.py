@@ -25,12 +25,12 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from pipeline import testing
 from serving import client as serving_client
+from serving import features
 from serving import testing as serving_testing
 
 TEXTS = ["lovely dress", "", "awful top, returned it", "lovely dress"]
-TEXT_COLUMN = testing.TEXT_COLUMNS[0]
+TEXT_COLUMN = serving_testing.TEXT_COLUMNS[0]
 MODEL_NAME = "mmoe"
 VERSION = 1
 
@@ -464,7 +464,7 @@ def test_invalid_argument_is_not_retried_and_is_surfaced(
     serve, protocol, monkeypatch
 ):
     port, peer = serve(protocol)
-    monkeypatch.setitem(serving_client.INPUT_NAMES, "no_such_signature", "x")
+    monkeypatch.setitem(features.SIGNATURE_INPUTS, "no_such_signature", "x")
     c = _client(protocol, port, retries=3)
     # A signature the model does not have, sent past the client's own check.
     send = c._rest if protocol == "rest" else c._grpc
@@ -481,7 +481,7 @@ def test_invalid_argument_is_not_retried_and_is_surfaced(
 
 def test_grpc_missing_input_is_invalid_argument(serve, monkeypatch):
     port, peer = serve("grpc")
-    monkeypatch.setitem(serving_client.INPUT_NAMES, "predict_text", "examples")
+    monkeypatch.setitem(features.SIGNATURE_INPUTS, "predict_text", "examples")
     with pytest.raises(
         serving_client.ServingError,
         match="INVALID_ARGUMENT: input tensor alias not found in signature: "

@@ -3,7 +3,7 @@
     python -m serving.contract output/demo/serving/mmoe [--text-column Title]
 
 The model is loaded in a subprocess that imports only TensorFlow and
-TF-Text (`pipeline.testing.run_serving_check`), as TF Serving would hold it,
+TF-Text (`run_probe`), as TF Serving would hold it,
 and must: have the three signatures with string `(batch,)` inputs; give for
 every task `T_probabilities` float32 `(batch, C)` rows summing to 1 and
 `T_label` among the class names; give the same answers on raw text
@@ -14,7 +14,10 @@ failed, exit code 1, or "contract holds", exit code 0.
 """
 
 import argparse
+import base64
+import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -25,7 +28,7 @@ TEXTS = [
     "The fabric ripped after one wash. Returned it.",
     "",
 ]
-# Rows of the bad inputs `run_serving_check` sends to predict_text.
+# Rows of the bad inputs `contract_probe.py` sends to predict_text.
 BAD_INPUT_ROWS = {
     "empty_string": 1,
     "one_megabyte": 1,
@@ -33,17 +36,65 @@ BAD_INPUT_ROWS = {
     "empty_batch": 0,
 }
 FORBIDDEN = {"keras", "tensorflow_transform", "tfx", "keras_mmoe", "pipeline"}
+_PROBE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "contract_probe.py"
+)
+
+
+def run_probe(
+    model_dir: str, texts: list, examples: list[bytes], workdir: str
+) -> dict:
+    """Loads `model_dir` in a subprocess importing only TF and TF-Text.
+
+    Calls `predict_text` on `texts` (str or bytes), `serving_default`
+    (keyword and positional) and `transform_features` on `examples`, bad
+    inputs through `predict_text`, and every warmup record; returns the
+    signatures' specs, every output as JSON-ready lists, and under
+    "modules" the Keras or project modules that loading and running the
+    model imported beyond `import tensorflow, tensorflow_text`.
+    """
+
+    def b64(value):
+        value = value.encode() if isinstance(value, str) else value
+        return base64.b64encode(value).decode()
+
+    request = os.path.join(workdir, "serving_check_request.json")
+    result = os.path.join(workdir, "serving_check_result.json")
+    with open(request, "w") as f:
+        json.dump(
+            {
+                "texts": [b64(t) for t in texts],
+                "examples": [b64(e) for e in examples],
+            },
+            f,
+        )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    process = subprocess.run(
+        [sys.executable, _PROBE, model_dir, request, result],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if process.returncode:
+        raise AssertionError(
+            "Loading the SavedModel in a fresh process failed:\n"
+            + process.stderr[-5000:]
+        )
+    with open(result) as f:
+        return json.load(f)
 
 
 def check(model: str, text_column: str = "Title") -> list[str]:
     """The problems found (an empty list when the contract holds)."""
-    from pipeline import testing
     from serving import client, predict
 
     model_dir = os.path.abspath(predict.resolve_model_dir(model))
     examples = [client.text_example(text_column, t) for t in TEXTS]
     with tempfile.TemporaryDirectory() as tmp:
-        served = testing.run_serving_check(model_dir, TEXTS, examples, tmp)
+        served = run_probe(model_dir, TEXTS, examples, tmp)
     problems = []
     loaded = FORBIDDEN & set(served["modules"])
     if loaded:

@@ -41,28 +41,10 @@ from collections.abc import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from pipeline import features
+from serving import features
 
-SERVING_DEFAULT = "serving_default"
-PREDICT_TEXT = "predict_text"
-TRANSFORM_FEATURES = "transform_features"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_WARMUP_TEXTS = ("", "A lovely dress, true to size.")
-
-
-def probabilities_key(task: str) -> str:
-    """Output key of a task's class probabilities, float32 (batch, C)."""
-    return f"{task}_probabilities"
-
-
-def predicted_label_key(task: str) -> str:
-    """Output key of a task's most probable class name, string (batch,)."""
-    return f"{task}_label"
-
-
-def weight_key(task: str) -> str:
-    """`transform_features` key of a task's example weight, float32."""
-    return f"{task}_weight"
 
 
 def _text_feature(spec, texts: tf.Tensor):
@@ -168,8 +150,8 @@ class _ServingModule(tf.Module):
             p = tf.cast(predictions[task.name], tf.float32)
             if task.is_binary:
                 p = tf.concat([1.0 - p, p], axis=1)  # (batch, 2)
-            outputs[probabilities_key(task.name)] = p  # (batch, C)
-            outputs[predicted_label_key(task.name)] = tf.gather(
+            outputs[features.probabilities_key(task.name)] = p  # (batch, C)
+            outputs[features.predicted_label_key(task.name)] = tf.gather(
                 self._class_names[task.name], tf.argmax(p, axis=1)
             )  # (batch,)
         return outputs
@@ -199,7 +181,9 @@ class _ServingModule(tf.Module):
             outputs[features.label_key(task.name)] = tf.maximum(
                 label, tf.constant(0, label.dtype)
             )
-            outputs[weight_key(task.name)] = tf.cast(label >= 0, tf.float32)
+            outputs[features.weight_key(task.name)] = tf.cast(
+                label >= 0, tf.float32
+            )
         return outputs
 
 
@@ -247,16 +231,14 @@ def _write_warmup(
     )
 
     requests = {
-        SERVING_DEFAULT: (
-            "examples",
-            [_raw_example(text_column, t) for t in texts],
-        ),
-        PREDICT_TEXT: ("text", [t.encode() for t in texts]),
+        features.SERVING_DEFAULT: [_raw_example(text_column, t) for t in texts],
+        features.PREDICT_TEXT: [t.encode() for t in texts],
     }
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for signature, (input_name, values) in requests.items():
+        for signature, values in requests.items():
+            input_name = features.SIGNATURE_INPUTS[signature]
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=signature)
             )
@@ -345,9 +327,12 @@ def export_serving_model(
         model, tft_output, text_columns, label_columns, class_names
     )
     signatures = {
-        SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
-        PREDICT_TEXT: module.predict_text.get_concrete_function(),
-        TRANSFORM_FEATURES: module.transform_features.get_concrete_function(),
+        name: fn.get_concrete_function()
+        for name, fn in (
+            (features.SERVING_DEFAULT, module.serve_examples),
+            (features.PREDICT_TEXT, module.predict_text),
+            (features.TRANSFORM_FEATURES, module.transform_features),
+        )
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
     _write_warmup(

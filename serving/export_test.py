@@ -6,8 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import testing
-from serving import export
+from serving import contract, export
 from serving import testing as serving_testing
 from serving.testing import TASKS
 
@@ -25,7 +24,7 @@ BAD_INPUT_ROWS = {
 
 def _without_labels(rows):
     return [
-        {k: v for k, v in row.items() if k not in testing.LABEL_COLUMNS}
+        {k: v for k, v in row.items() if k not in serving_testing.LABEL_COLUMNS}
         for row in rows
     ]
 
@@ -38,11 +37,11 @@ def exported(tmp_path_factory):
     )
     rows = tiny.raw_rows["validation"]
     # The same rows with and without their label columns.
-    examples = testing.serialize_raw(rows) + testing.serialize_raw(
-        _without_labels(rows)
-    )
+    examples = serving_testing.serialize_raw(
+        rows
+    ) + serving_testing.serialize_raw(_without_labels(rows))
     texts = tiny.texts("validation")
-    served = testing.run_serving_check(
+    served = contract.run_probe(
         export_dir, texts, examples, str(tmp_path_factory.mktemp("check"))
     )
     return tiny, tft_output, model, export_dir, served
@@ -54,7 +53,7 @@ def test_signatures(exported):
     for task, n in TASKS.items():
         outputs[f"{task}_probabilities"] = ["float32", [None, n]]
         outputs[f"{task}_label"] = ["string", [None]]
-    transformed = {"token_ids": ["int64", [None, testing.MAX_LENGTH]]}
+    transformed = {"token_ids": ["int64", [None, serving_testing.MAX_LENGTH]]}
     for task in TASKS:
         transformed[f"{task}_label"] = ["int64", [None]]
         transformed[f"{task}_weight"] = ["float32", [None]]
@@ -136,9 +135,9 @@ def test_transform_features_gives_labels_and_weights(exported):
     rows = tiny.raw_rows["validation"]
     out = served["transform_features"]
     index = {
-        "recommended_ind": (testing.RECOMMENDED, {0: 0, 1: 1}),
+        "recommended_ind": (serving_testing.RECOMMENDED, {0: 0, 1: 1}),
         "department_name": (
-            testing.DEPARTMENT,
+            serving_testing.DEPARTMENT,
             {b"Bottoms": 0, b"Dresses": 1, b"Tops": 2},
         ),
     }
@@ -149,7 +148,7 @@ def test_transform_features_gives_labels_and_weights(exported):
         assert out[f"{task}_label"] == [max(label, 0) for label in labels]
         assert out[f"{task}_weight"] == [float(x >= 0) for x in labels]
     token_ids = np.asarray(out["token_ids"])
-    assert token_ids.shape == (2 * len(rows), testing.MAX_LENGTH)
+    assert token_ids.shape == (2 * len(rows), serving_testing.MAX_LENGTH)
     np.testing.assert_array_equal(
         token_ids[: len(rows)], token_ids[len(rows) :]
     )
@@ -191,7 +190,11 @@ def test_export_rejects_bad_arguments(exported, tmp_path):
     _, tft_output, model, export_dir, _ = exported
     with pytest.raises(ValueError, match="already holds a SavedModel"):
         export.export_serving_model(
-            model, tft_output, export_dir, ["Title"], testing.LABEL_COLUMNS
+            model,
+            tft_output,
+            export_dir,
+            ["Title"],
+            serving_testing.LABEL_COLUMNS,
         )
     with pytest.raises(ValueError, match="'department_name' has 3 classes"):
         export.export_serving_model(
@@ -199,7 +202,7 @@ def test_export_rejects_bad_arguments(exported, tmp_path):
             tft_output,
             str(tmp_path / "a"),
             ["Title"],
-            testing.LABEL_COLUMNS,
+            serving_testing.LABEL_COLUMNS,
             class_names={**CLASS_NAMES, "department_name": ["x", "y"]},
         )
     with pytest.raises(ValueError, match="Text column 'Age'"):

@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 
+from serving import features
+
 
 def resolve_model_dir(path: str) -> str:
     """A SavedModel dir, or the newest numbered version under a TF Serving
@@ -24,7 +26,9 @@ def resolve_model_dir(path: str) -> str:
 
 def class_names(model_dir: str, task: str) -> list[str] | None:
     """The task's class names from the SavedModel's assets, if there."""
-    path = os.path.join(model_dir, "assets", f"{task}_label_vocab")
+    path = os.path.join(
+        model_dir, "assets", features.label_vocabulary_name(task)
+    )
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
@@ -38,14 +42,13 @@ def predict_texts(model: str, texts: list[str]) -> list[dict]:
 
     model_dir = resolve_model_dir(model)
     loaded = tf.saved_model.load(model_dir)
-    out = loaded.signatures["predict_text"](
+    out = loaded.signatures[features.PREDICT_TEXT](
         text=tf.constant(np.array(texts, dtype=object))
     )
-    tasks = sorted(k[: -len("_label")] for k in out if k.endswith("_label"))
     results = [{"text": t} for t in texts]
-    for task in tasks:
-        labels = out[f"{task}_label"].numpy()
-        probabilities = out[f"{task}_probabilities"].numpy()
+    for task in features.output_tasks(out):
+        labels = out[features.predicted_label_key(task)].numpy()
+        probabilities = out[features.probabilities_key(task)].numpy()
         names = class_names(model_dir, task) or [
             str(i) for i in range(probabilities.shape[1])
         ]

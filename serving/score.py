@@ -29,7 +29,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from serving import predict
+from serving import features, predict, table
 
 SUFFIX = ".jsonl"
 PREFIX = "predictions"
@@ -39,21 +39,18 @@ class ScoreError(ValueError):
     """Bad input, named in one line (the command exits with code 2)."""
 
 
-def _is_tfrecord(path: str) -> bool:
-    return ".tfrecord" in pathlib.Path(path).name
-
-
 def read_rows(data, text_columns=None, id_column=None):
     """[(id, bytes)]: texts of a CSV, or serialized tf.Examples."""
     if not os.path.isfile(data):
         raise ScoreError(f"Data file not found: {data}")
-    if _is_tfrecord(data):
+    if table.input_format(data) == "tfrecord":
         return _read_tfrecord(data, id_column)
     if not text_columns:
         raise ScoreError("A CSV needs --text-column: which columns hold text.")
-    from pipeline import ingest
-
-    frame, _, _ = ingest._read(pathlib.Path(data))
+    try:
+        frame, _, _ = table.read_table(data)
+    except table.ReadError as e:
+        raise ScoreError(str(e)) from None
     missing = [
         c
         for c in [*text_columns, *([id_column] if id_column else [])]
@@ -112,7 +109,7 @@ def _handler(model_dir, signature, batch_size):
             import tensorflow as tf
 
             fn = model.signatures[signature]
-            name = "text" if signature == "predict_text" else "examples"
+            name = features.SIGNATURE_INPUTS[signature]
             out = fn(**{name: tf.constant(list(batch), tf.string)})
             out = {k: v.numpy() for k, v in out.items()}
             return [
@@ -128,12 +125,10 @@ def _handler(model_dir, signature, batch_size):
 def _to_json(keyed, class_names):
     key, outputs = keyed
     row = {"id": key}
-    for name, value in outputs.items():
-        if not name.endswith("_probabilities"):
-            continue
-        task = name[: -len("_probabilities")]
+    for task in features.output_tasks(outputs):
+        value = outputs[features.probabilities_key(task)]
         names = class_names.get(task) or [str(i) for i in range(len(value))]
-        label = outputs[f"{task}_label"]
+        label = outputs[features.predicted_label_key(task)]
         row[task] = {
             "label": label.decode("utf-8", errors="replace"),
             "probabilities": {
@@ -177,7 +172,11 @@ def score(
     ids = [key for key, _ in rows]
     if len(set(ids)) != len(ids):
         raise ScoreError(f"Column {id_column!r} has repeated values.")
-    signature = "serving_default" if _is_tfrecord(data) else "predict_text"
+    signature = (
+        features.SERVING_DEFAULT
+        if table.input_format(data) == "tfrecord"
+        else features.PREDICT_TEXT
+    )
     tasks = _tasks(model_dir)
     class_names = {t: predict.class_names(model_dir, t) for t in tasks}
 
@@ -215,14 +214,10 @@ def _tasks(model_dir) -> list[str]:
 
     outputs = (
         tf.saved_model.load(model_dir)
-        .signatures["predict_text"]
+        .signatures[features.PREDICT_TEXT]
         .structured_outputs
     )
-    return sorted(
-        k[: -len("_probabilities")]
-        for k in outputs
-        if k.endswith("_probabilities")
-    )
+    return features.output_tasks(outputs)
 
 
 # === The `mmoe score` command ===
@@ -266,7 +261,7 @@ def cmd_score(args, out=None, err=None) -> int:
         )
     except ScoreError as e:
         print(f"mmoe: {e}", file=err)
-        return 2
+        return features.EXIT_BAD_INPUT
     print(
         f"Scored {result['rows']} rows into {len(result['files'])} file(s) "
         f"under {os.path.abspath(args.output)}",

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import testing
 from serving import score
 from serving import testing as serving_testing
 
-TITLE, BODY = testing.TEXT_COLUMNS
+TITLE, BODY = serving_testing.TEXT_COLUMNS
 N = 41
 
 

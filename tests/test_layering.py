@@ -1,4 +1,6 @@
-"""keras_mmoe is plain Keras: no TFX, tf.Transform or TF-Text imports; the
+"""The layering: the CLI and runners -> `pipeline` -> `serving` ->
+`keras_mmoe`, never back up, and no program imports a test fixture.
+keras_mmoe is plain Keras (no TFX, tf.Transform or TF-Text imports), and the
 project's other packages use its public API (`keras_mmoe.__all__`) only."""
 
 import ast
@@ -155,3 +157,80 @@ def test_non_public_uses_flags_private_names(source, expected):
     assert non_public_uses(source, frozenset({"MMoE", "Task", "losses"})) == (
         expected
     )
+
+
+# Who may import whom: the CLI and runners (in `pipeline`) -> `pipeline` ->
+# `serving` -> `keras_mmoe`. `benchmarks` and `tests` sit on top.
+FORBIDDEN = {
+    "keras_mmoe": {"pipeline", "serving", "benchmarks"},
+    "serving": {"pipeline", "benchmarks"},
+    "pipeline": {"benchmarks"},
+}
+FIXTURES = {"pipeline.testing", "serving.testing", "keras_mmoe._testing"}
+
+
+def _is_test_file(path: pathlib.Path) -> bool:
+    return (
+        path.name.endswith("_test.py")
+        or path.name in ("testing.py", "_testing.py", "conftest.py")
+        or path.parts[0] == "tests"
+    )
+
+
+def _imported_modules(source: str) -> set[str]:
+    """Every module an `import` names, at any depth of the file; for
+    `from a import b`, both `a` and `a.b` (b may be a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and not node.level
+        ):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def layering_violations(root: pathlib.Path) -> list[str]:
+    """`path: imports module` lines for every import against the layering."""
+    problems = []
+    for package in (*FORBIDDEN, "benchmarks"):
+        for path in sorted((root / package).rglob("*.py")):
+            relative = path.relative_to(root)
+            modules = _imported_modules(path.read_text())
+            for module in sorted(modules):
+                top = module.split(".")[0]
+                if top in FORBIDDEN.get(package, ()):
+                    problems.append(f"{relative}: imports {module}")
+                elif not _is_test_file(relative) and (
+                    module in FIXTURES or module.endswith("_test")
+                ):
+                    problems.append(f"{relative}: imports fixture {module}")
+    return problems
+
+
+def test_imports_follow_the_layering():
+    assert layering_violations(ROOT) == []
+
+
+def test_layering_check_finds_upward_and_fixture_imports(tmp_path):
+    files = {
+        "keras_mmoe/layer.py": "import keras\n",
+        "serving/export.py": "def f():\n    from pipeline import features\n",
+        "serving/export_test.py": "from serving import testing\n",
+        "pipeline/cli.py": (
+            "from serving import testing\nimport serving.export\n"
+        ),
+        "pipeline/model_test.py": "from pipeline import testing\n",
+        "benchmarks/speed.py": "from pipeline.model_test import _config\n",
+    }
+    for name, source in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(source)
+    assert layering_violations(tmp_path) == [
+        "serving/export.py: imports pipeline",
+        "serving/export.py: imports pipeline.features",
+        "pipeline/cli.py: imports fixture serving.testing",
+        "benchmarks/speed.py: imports fixture pipeline.model_test",
+    ]

@@ -4,7 +4,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.beam import tft_unit
 from tensorflow_transform.tf_metadata import schema_utils
 
-from pipeline import features, preprocessing
+from serving import features, preprocessing
 
 
 def _metadata(feature_spec):

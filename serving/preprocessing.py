@@ -1,6 +1,6 @@
 """tf.Transform preprocessing: raw review columns -> token ids and labels.
 
-Transformed features (see `pipeline.features` for the keys):
+Transformed features (see `serving.features` for the keys):
 - `TOKEN_IDS`: int64 (batch, max_length). 0 is padding, the `V` vocabulary
   tokens are `1..V` (most frequent first), the `num_oov_buckets` hash buckets
   of unknown tokens are `V+1..V+num_oov_buckets`.
@@ -26,7 +26,7 @@ import tensorflow_text as tf_text
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from pipeline import features
+from serving import features
 
 # Words are runs of letters, digits and combining marks, separated by ASCII
 # whitespace; every other character (punctuation, symbols) is a token of its

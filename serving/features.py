@@ -1,7 +1,9 @@
-"""Feature names, defaults and the preprocessing config of the pipeline.
+"""The names the pipeline, the exported model and its clients share.
 
-Constants and pure helpers only: the trainer, the pipeline and the serving
-code import this without pulling in TFX or tf.Transform.
+Transformed feature keys and vocabulary assets, the SavedModel's signatures
+and output keys, the exit code of bad input, and the preprocessing config.
+Constants and pure helpers only: every package imports this without pulling
+in TensorFlow, TFX or tf.Transform.
 """
 
 import dataclasses
@@ -22,6 +24,23 @@ TERM_COUNTS = "term_counts"
 # of unigram ids (`first * 2**32 + second`).
 TERM_VOCABULARY = "terms_vocab"
 BIGRAM_VOCABULARY = "bigrams_vocab"
+
+# === The exported model's signatures and outputs (see `serving.export`) ===
+
+SERVING_DEFAULT = "serving_default"  # serialized raw tf.Examples
+PREDICT_TEXT = "predict_text"  # raw UTF-8 text
+TRANSFORM_FEATURES = "transform_features"  # raw tf.Examples -> features
+# The input name of each signature: string (batch,).
+SIGNATURE_INPUTS = {
+    SERVING_DEFAULT: "examples",
+    PREDICT_TEXT: "text",
+    TRANSFORM_FEATURES: "examples",
+}
+_PROBABILITIES = "_probabilities"
+
+# Exit code of a command given bad input (a missing file or column, a bad
+# flag value), after one line on stderr.
+EXIT_BAD_INPUT = 2
 
 # === Defaults ===
 
@@ -164,3 +183,34 @@ class PreprocessingConfig:
     @classmethod
     def from_json(cls, text: str) -> "PreprocessingConfig":
         return cls.from_dict(json.loads(text))
+
+
+def probabilities_key(task: str) -> str:
+    """Output key of a task's class probabilities, float32 (batch, C)."""
+    return f"{task}{_PROBABILITIES}"
+
+
+def predicted_label_key(task: str) -> str:
+    """Output key of a task's most probable class name, string (batch,)."""
+    return f"{task}_label"
+
+
+def weight_key(task: str) -> str:
+    """`transform_features` key of a task's example weight, float32
+    (batch,): 1 when the example has the task's label, else 0."""
+    return f"{task}_weight"
+
+
+def output_tasks(output_keys) -> list[str]:
+    """The tasks of a signature's outputs, sorted: those with a
+    `probabilities_key`.
+
+    Example:
+    >>> output_tasks(["rating_label", "rating_probabilities"])
+    ['rating']
+    """
+    return sorted(
+        key[: -len(_PROBABILITIES)]
+        for key in output_keys
+        if key.endswith(_PROBABILITIES)
+    )
