@@ -1,3 +1,8 @@
+import io
+import pathlib
+import zipfile
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -364,3 +369,44 @@ def test_fit_learns_whether_a_token_appears(encoder):
     history = model.fit(ids, labels, epochs=8, batch_size=64, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < losses[0] / 20, losses
+
+
+# A model saved by keras-mmoe 0.1.0: TextEncoder(12, 4, encoder="transformer",
+# num_heads=2, ff_dim=5, max_length=6, dropout=0.1, seed=1) with random
+# weights, and its outputs on four texts (the last one all padding).
+TESTDATA = pathlib.Path(__file__).parent / "testdata"
+SAVED_TRANSFORMER = TESTDATA / "text_encoder_transformer.keras"
+
+
+def _stored_weights(path):
+    """{h5 dataset path: shape} of a `.keras` file's weights."""
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read("model.weights.h5")
+    with h5py.File(io.BytesIO(data), "r") as f:
+        found = {}
+        f.visititems(
+            lambda name, item: (
+                found.setdefault(name, item.shape)
+                if isinstance(item, h5py.Dataset)
+                else None
+            )
+        )
+    return found
+
+
+def test_a_saved_transformer_model_loads_with_its_outputs():
+    expected = np.load(TESTDATA / "text_encoder_transformer.npz")
+    model = keras.saving.load_model(SAVED_TRANSFORMER)
+    np.testing.assert_allclose(
+        np.asarray(model(expected["ids"])),
+        expected["outputs"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_transformer_weights_keep_their_place_in_keras_files(tmp_path):
+    model = keras.saving.load_model(SAVED_TRANSFORMER)
+    path = tmp_path / "again.keras"
+    model.save(path)
+    assert _stored_weights(path) == _stored_weights(SAVED_TRANSFORMER)
