@@ -30,6 +30,7 @@ from keras_mmoe.shared_bottom import SharedBottom
 from keras_mmoe.task import Task
 from keras_mmoe.text_encoder import TextEncoder
 from keras_mmoe.tfidf_linear import TfidfLinear
+from keras_mmoe.transformer_block import TransformerBlock
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "Task",
     "TextEncoder",
     "TfidfLinear",
+    "TransformerBlock",
     "collect_gate_weights",
     "gate_diagnostics",
     "gate_statistics",

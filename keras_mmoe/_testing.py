@@ -112,6 +112,54 @@ def ple(w, x, num_tasks, num_levels):
     return h
 
 
+def layer_norm(x, gamma, beta, epsilon=1e-3):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + epsilon) * gamma + beta
+
+
+def transformer_block(w, x, num_heads, prefix=""):
+    """Post-norm encoder block over the tokens of one text, head by head.
+
+    x: (tokens, width), padding left out. Returns (tokens, width).
+    """
+    heads = []
+    for h in range(num_heads):
+        q, k, v = (
+            x @ w[f"{prefix}attention/{n}/kernel"][:, h]
+            + w[f"{prefix}attention/{n}/bias"][h]
+            for n in ("query", "key", "value")
+        )
+        scores = softmax(q @ k.T / np.sqrt(q.shape[-1]))
+        heads.append(scores @ v)  # (tokens, key_dim)
+    attended = (
+        np.einsum(
+            "thk,hkd->td",
+            np.stack(heads, 1),
+            w[f"{prefix}attention/attention_output/kernel"],
+        )
+        + w[f"{prefix}attention/attention_output/bias"]
+    )
+    x = layer_norm(
+        x + attended,
+        w[f"{prefix}attention_norm/gamma"],
+        w[f"{prefix}attention_norm/beta"],
+    )
+    hidden = relu(
+        x @ w[f"{prefix}feedforward_hidden/kernel"]
+        + w[f"{prefix}feedforward_hidden/bias"]
+    )
+    ff = (
+        hidden @ w[f"{prefix}feedforward_output/kernel"]
+        + w[f"{prefix}feedforward_output/bias"]
+    )
+    return layer_norm(
+        x + ff,
+        w[f"{prefix}feedforward_norm/gamma"],
+        w[f"{prefix}feedforward_norm/beta"],
+    )
+
+
 def assert_saves_and_loads(layer_factory, x, tmp_path):
     """Config round trip, and identical outputs after a `.keras` save/load."""
     import keras

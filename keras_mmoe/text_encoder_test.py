@@ -48,12 +48,6 @@ def _encoder(case, **kwargs):
     return layer
 
 
-def _ln(x, gamma, beta, epsilon=1e-3):
-    mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + epsilon) * gamma + beta
-
-
 def _reference(layer, ids):
     """Per-text numpy loop that only ever looks at the non-padding tokens."""
     w = _testing.weights_of(layer)
@@ -86,36 +80,8 @@ def _reference(layer, ids):
             out.append(np.concatenate(pooled))
         else:
             x = tokens + w["position_embeddings"][positions]
-            heads = []
-            for h in range(layer.num_heads):
-                q, k, v = (
-                    x @ w[f"attention/{n}/kernel"][:, h]
-                    + w[f"attention/{n}/bias"][h]
-                    for n in ("query", "key", "value")
-                )
-                scores = _testing.softmax(q @ k.T / np.sqrt(q.shape[-1]))
-                heads.append(scores @ v)  # (tokens, key_dim)
-            attended = (
-                np.einsum(
-                    "thk,hkd->td",
-                    np.stack(heads, 1),
-                    w["attention/attention_output/kernel"],
-                )
-                + w["attention/attention_output/bias"]
-            )
-            x = _ln(
-                x + attended,
-                w["attention_norm/gamma"],
-                w["attention_norm/beta"],
-            )
-            hidden = _testing.relu(
-                x @ w["feedforward_hidden/kernel"]
-                + w["feedforward_hidden/bias"]
-            )
-            ff = hidden @ w["feedforward_output/kernel"]
-            ff = ff + w["feedforward_output/bias"]
-            x = _ln(
-                x + ff, w["feedforward_norm/gamma"], w["feedforward_norm/beta"]
+            x = _testing.transformer_block(
+                w, x, layer.num_heads, prefix="transformer_block/"
             )
             out.append(x.mean(axis=0))
     return np.stack(out).astype("float32")
