@@ -35,9 +35,10 @@ def linear(inputs, kernel, bias=None):
     """`inputs @ kernel + bias`, the bias added so TensorFlow fuses it.
 
     `ops.add` of a 1-D bias straight after the matmul becomes a `BiasAdd`,
-    which TensorFlow fuses with the matmul (and a following ReLU): 3x faster
-    than a plain matmul at batch 1. `x + bias` (an `AddV2`), or a reshape
-    between the two, is not fused.
+    which TensorFlow fuses with the matmul (and a following ReLU) into one
+    op: that matters most at small batch, where a step is a few tiny ops
+    (benchmarks/README.md, "The layout, op by op"). `x + bias` (an
+    `AddV2`), or a reshape between the two, is not fused.
     """
     out = ops.matmul(inputs, kernel)
     return out if bias is None else ops.add(out, bias)

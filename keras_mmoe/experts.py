@@ -18,11 +18,12 @@ class Experts(keras.layers.Layer):
       reshape away from a plain matmul `(batch, in) @ (in, columns)` with its
       bias add and activation fused into it by TensorFlow (no transpose per
       call; an einsum over `(experts, in, out)` transposes). The blocks are
-      column blocks of what could be one matmul over all experts: a block of
-      at most 128 columns and 32K floats (128 KB) ran up to 2x faster at batch
-      32 than one wide matmul here, and as fast at batch 1 and 1024 (see
-      `_column_blocks`). Their count depends on the shapes only, not on the
-      machine, so a saved layer loads anywhere.
+      column blocks of what could be one matmul over all experts: on CPU,
+      blocks of at most 128 columns and 32K floats (128 KB) beat one wide
+      matmul at batch 32 and match it at batch 1 and 1024 (see
+      `_column_blocks`; benchmarks/README.md, "The layout, op by op").
+      Their count depends on the shapes only, not on the machine, so a
+      saved layer loads anywhere.
     - Deeper layers: kernel `(num_experts, units[i], units[i + 1])`, one
       batched matmul over experts, activations kept as
       `(num_experts, batch, units)` so only one transpose in and one out.
@@ -189,10 +190,9 @@ class Experts(keras.layers.Layer):
 
 
 # Column blocks of the first layer: at most this many columns and weights
-# (floats) each. Measured here (2-core AMD EPYC, oneDNN, batch 32): 256 inputs
-# x 512 columns took 155 us as one matmul against 123 us as 4 blocks of 128;
-# 128 x 512: 139 against 65 us; 512 x 512: 424 against 249 us with 64
-# columns; batch 1 and 1024 about the same either way.
+# (floats) each, the block size at which a batch-32 matmul ran faster than
+# one over all columns, with batch 1 and 1024 no slower
+# (benchmarks/README.md, "The layout, op by op").
 _BLOCK_COLUMNS = 128
 _BLOCK_FLOATS = 32 * 1024
 _MAX_BLOCKS = 8  # Bounds the number of matmuls for wide layers.

@@ -134,8 +134,9 @@ class MMoE(keras.layers.Layer):
     def call(self, inputs, training=None):
         expert_outputs = self.experts(inputs)  # (batch, experts, units)
         # Every gate reads the same input: one matmul projects it for all of
-        # them (kernels side by side), which at batch 1024 trains about 10%
-        # faster than a matmul per gate; their biases side by side too.
+        # them (kernels side by side), fewer and larger ops than a matmul per
+        # gate, which trains faster at large batch (benchmarks/README.md,
+        # "The layout, op by op"); their biases side by side too.
         gates = self.gates
         logits = _weights_config.linear(
             inputs,
