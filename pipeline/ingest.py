@@ -17,6 +17,8 @@ import pandas as pd
 from serving import features, table
 
 SPLITS = ("train", "validation", "test")
+# Skipped rows named in the summary; all are counted.
+SKIPPED_ROWS_NAMED = 20
 
 
 class InputError(ValueError):
@@ -34,6 +36,8 @@ class IngestSummary:
     num_classes: dict  # task -> classes seen in the train split
     split_column: bool
     input_format: str = "csv"  # "csv" | "tfrecord": which ExampleGen reads
+    # Where the first skipped rows are and why ("line 7: 3 fields, ...").
+    skipped_rows: list = dataclasses.field(default_factory=list)
 
 
 def _write_tfrecord(rows: pd.DataFrame, path: pathlib.Path) -> None:
@@ -80,9 +84,10 @@ def ingest(
         raise InputError(f"Data file not found: {data}")
     kind = table.input_format(data)
     try:
-        frame, bad_rows, replaced = table.read_table(data)
+        read = table.read_table(data)
     except table.ReadError as e:
         raise InputError(str(e)) from None
+    frame = read.frame
     if kind == "tfrecord" and frame.empty:
         raise InputError(f"No tf.Example records in {data}.")
     missing = [
@@ -155,8 +160,9 @@ def ingest(
     return IngestSummary(
         rows=len(frame),
         rows_by_split=rows_by_split,
-        bad_rows_skipped=bad_rows,
-        bytes_replaced=replaced,
+        bad_rows_skipped=len(read.skipped),
+        skipped_rows=read.skipped[:SKIPPED_ROWS_NAMED],
+        bytes_replaced=read.bytes_replaced,
         empty_texts=int((text == "").sum()),
         missing_labels={
             features.task_name(c): int((frame[c].str.strip() == "").sum())

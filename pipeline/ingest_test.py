@@ -57,6 +57,11 @@ def test_bad_bytes_and_bad_rows_are_counted_not_fatal(tmp_path):
     assert summary.bytes_replaced == 2
     assert summary.rows_by_split["train"] == 3
     assert summary.bad_rows_skipped == 2
+    lines = len(ROWS.splitlines())  # after the header on line 1
+    assert summary.skipped_rows == [
+        f"line {lines + 3}: 2 fields, expected 5",
+        f"line {lines + 4}: 7 fields, expected 5",
+    ]
     assert summary.rows == 5
 
 

@@ -10,7 +10,9 @@ joined with a space, as the pipeline's Transform joins them) or a TFRecord
 of tf.Examples (a name containing `.tfrecord`, gzipped if it ends in `.gz`;
 each example goes to `serving_default` as it is). Rows are numbered as they
 are read, so every row keeps its identity however the runner reorders or
-retries work: its `--id-column` value, else its 0-based row number.
+retries work: its `--id-column` value, else its 0-based row number in the
+file (malformed rows are skipped, named in the summary, and keep their
+numbers, so the ids of the rows after them do not shift).
 
 The scoring runs in Beam's `RunInference` with a model handler that loads the
 SavedModel (`tf.saved_model.load` after `import tensorflow_text`) once per
@@ -18,10 +20,13 @@ worker and calls the signature on batches of up to `batch_size` rows.
 
 Output: `OUTPUT/predictions-SSSSS-of-NNNNN.jsonl`, one JSON object per input
 row: `{"id": ..., "<task>": {"label": ..., "probabilities": {class: p}}}`.
-The job writes into a hidden folder beside `OUTPUT` and renames it into place
-when it has succeeded: a failed job leaves no `OUTPUT`, never a partial one.
+The job writes into a hidden folder beside `OUTPUT` and moves its files into
+place when it has succeeded: a failed job leaves `OUTPUT` as it was. An
+existing `OUTPUT` may only hold prediction files of an earlier run, which
+`--overwrite` replaces; a folder with any other file is refused.
 """
 
+import fnmatch
 import json
 import os
 import pathlib
@@ -33,6 +38,8 @@ from serving import features, predict, table
 
 SUFFIX = ".jsonl"
 PREFIX = "predictions"
+# What the job writes: predictions-SSSSS-of-NNNNN.jsonl.
+_PATTERN = f"{PREFIX}-*-of-*{SUFFIX}"
 
 
 class ScoreError(ValueError):
@@ -40,17 +47,21 @@ class ScoreError(ValueError):
 
 
 def read_rows(data, text_columns=None, id_column=None):
-    """[(id, bytes)]: texts of a CSV, or serialized tf.Examples."""
+    """`([(id, bytes)], skipped)`: the texts of a CSV or the serialized
+    tf.Examples of a TFRecord, each with its `id_column` value or else its
+    0-based row number (skipped rows keep their numbers), and where the
+    skipped malformed rows are (`table.Table.skipped`)."""
     if not os.path.isfile(data):
         raise ScoreError(f"Data file not found: {data}")
     if table.input_format(data) == "tfrecord":
-        return _read_tfrecord(data, id_column)
+        return _read_tfrecord(data, id_column), []
     if not text_columns:
         raise ScoreError("A CSV needs --text-column: which columns hold text.")
     try:
-        frame, _, _ = table.read_table(data)
+        read = table.read_table(data)
     except table.ReadError as e:
         raise ScoreError(str(e)) from None
+    frame = read.frame
     missing = [
         c
         for c in [*text_columns, *([id_column] if id_column else [])]
@@ -62,8 +73,9 @@ def read_rows(data, text_columns=None, id_column=None):
             f"Columns there: {', '.join(map(repr, frame.columns))}"
         )
     texts = frame[list(text_columns)].agg(" ".join, axis=1).str.strip()
-    ids = frame[id_column].tolist() if id_column else range(len(frame))
-    return [(i, t.encode("utf-8")) for i, t in zip(ids, texts, strict=True)]
+    ids = frame[id_column].tolist() if id_column else frame.index.tolist()
+    rows = [(i, t.encode("utf-8")) for i, t in zip(ids, texts, strict=True)]
+    return rows, read.skipped
 
 
 def _read_tfrecord(data, id_column):
@@ -150,7 +162,8 @@ def score(
 ) -> dict:
     """Scores every row of `data` with the model; see the module docstring.
 
-    Returns {"rows": n, "files": [...]}.
+    Returns {"rows": n scored, "skipped": where the skipped malformed rows
+    are, "files": [...], "replaced": earlier prediction files replaced}.
     """
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
@@ -163,12 +176,8 @@ def score(
     if batch_size < 1:
         raise ScoreError(f"--batch-size must be >= 1. Received: {batch_size}")
     output = os.path.abspath(output)
-    if os.path.exists(output) and os.listdir(output) and not overwrite:
-        raise ScoreError(
-            f"Output folder {output} is not empty; pass --overwrite to "
-            "replace it."
-        )
-    rows = read_rows(data, text_columns, id_column)
+    earlier = _earlier_predictions(output, overwrite)
+    rows, skipped = read_rows(data, text_columns, id_column)
     ids = [key for key, _ in rows]
     if len(set(ids)) != len(ids):
         raise ScoreError(f"Column {id_column!r} has repeated values.")
@@ -184,7 +193,10 @@ def score(
         os.path.dirname(output), f".{os.path.basename(output)}.{os.getpid()}"
     )
     shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
+    try:
+        os.makedirs(staging)
+    except OSError as e:
+        raise ScoreError(f"Cannot write next to {output}: {e}") from None
     try:
         options = PipelineOptions(list(beam_args or []))
         with beam.Pipeline(options=options) as pipeline:
@@ -199,13 +211,48 @@ def score(
                     os.path.join(staging, PREFIX), file_name_suffix=SUFFIX
                 )
             )
-        if os.path.exists(output):
-            shutil.rmtree(output)
-        os.replace(staging, output)
+        if not os.path.exists(output):
+            os.replace(staging, output)
+        else:
+            # Only the files an earlier `mmoe score` wrote are replaced.
+            new = set(os.listdir(staging))
+            for name in new:
+                os.replace(
+                    os.path.join(staging, name), os.path.join(output, name)
+                )
+            for name in earlier:
+                if name not in new:
+                    os.remove(os.path.join(output, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = sorted(str(p) for p in pathlib.Path(output).glob(f"*{SUFFIX}"))
-    return {"rows": len(rows), "files": files}
+    return {
+        "rows": len(rows),
+        "skipped": skipped,
+        "files": sorted(str(p) for p in pathlib.Path(output).glob(_PATTERN)),
+        "replaced": len(earlier),
+    }
+
+
+def _earlier_predictions(output: str, overwrite: bool) -> list[str]:
+    """The prediction files an earlier run left in `output`, which
+    `overwrite` allows to replace; anything else there is refused."""
+    if not os.path.exists(output):
+        return []
+    if not os.path.isdir(output):
+        raise ScoreError(f"--output {output} is a file, not a folder.")
+    names = sorted(os.listdir(output))
+    others = [n for n in names if not fnmatch.fnmatch(n, _PATTERN)]
+    if others:
+        raise ScoreError(
+            f"Output folder {output} holds files `mmoe score` did not write "
+            f"({', '.join(map(repr, others[:3]))}); use a new or empty folder."
+        )
+    if names and not overwrite:
+        raise ScoreError(
+            f"Output folder {output} holds {len(names)} prediction file(s) "
+            "of an earlier run; pass --overwrite to replace them."
+        )
+    return names
 
 
 def _tasks(model_dir) -> list[str]:
@@ -264,7 +311,20 @@ def cmd_score(args, out=None, err=None) -> int:
         return features.EXIT_BAD_INPUT
     print(
         f"Scored {result['rows']} rows into {len(result['files'])} file(s) "
-        f"under {os.path.abspath(args.output)}",
+        f"under {os.path.abspath(args.output)}"
+        + (
+            f" (replacing {result['replaced']} earlier file(s))"
+            if result["replaced"]
+            else ""
+        ),
         file=out,
     )
+    skipped = result["skipped"]
+    if skipped:
+        print(
+            f"Skipped {len(skipped)} malformed row(s): "
+            + "; ".join(skipped[:5])
+            + ("; ..." if len(skipped) > 5 else ""),
+            file=out,
+        )
     return 0

@@ -193,18 +193,70 @@ def test_bad_input_is_named_and_nothing_is_written(
         assert not out.exists()
 
 
-def test_refuses_to_overwrite_unless_asked(model_dir, csv_path, tmp_path):
+def test_overwrite_replaces_only_earlier_predictions(
+    model_dir, csv_path, tmp_path
+):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    with pytest.raises(score.ScoreError, match="not empty"):
+    score.score(model_dir, csv_path, str(out), text_columns=[TITLE])
+    # A stale shard of a run with more shards is removed too.
+    stale = out / "predictions-00007-of-00009.jsonl"
+    stale.write_text("")
+    with pytest.raises(score.ScoreError, match="--overwrite"):
         score.score(model_dir, csv_path, str(out), text_columns=[TITLE])
-    assert (out / "keep.txt").read_text() == "mine"
-    score.score(
+    result = score.score(
         model_dir, csv_path, str(out), text_columns=[TITLE], overwrite=True
     )
-    assert not (out / "keep.txt").exists()
+    assert result["replaced"] == 2 and not stale.exists()
     assert len(_read(out)) == N + 1
+
+
+def test_never_deletes_what_it_did_not_write(model_dir, csv_path, tmp_path):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "keep.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(score.ScoreError, match="'keep.txt'"):
+            score.score(
+                model_dir,
+                csv_path,
+                str(out),
+                text_columns=[TITLE],
+                overwrite=overwrite,
+            )
+    assert (out / "keep.txt").read_text() == "mine" and (out / "sub").is_dir()
+    with pytest.raises(score.ScoreError, match="is a file"):
+        score.score(
+            model_dir,
+            csv_path,
+            str(out / "keep.txt"),
+            text_columns=[TITLE],
+            overwrite=True,
+        )
+
+
+def test_malformed_rows_are_named_and_ids_do_not_shift(model_dir, tmp_path):
+    path = tmp_path / "bad.csv"
+    lines = [
+        "key,text",
+        "a,lovely dress",  # row 0
+        "b,too,many,fields",  # row 1: skipped
+        "c,awful top",  # row 2
+        'd,"a quote closed"x',  # row 3: skipped
+        "e," + "long " * 40000,  # row 4: a 200,000-character cell
+        'f,"never closed',  # row 5: skipped
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    result = score.score(
+        model_dir, str(path), str(tmp_path / "out"), text_columns=["text"]
+    )
+    assert [s.split(":")[0] for s in result["skipped"]] == [
+        "line 3",
+        "line 5",
+        "line 7",
+    ]
+    rows = _read(tmp_path / "out")
+    assert sorted(r["id"] for r in rows) == [0, 2, 4]
+    assert result["rows"] == 3
 
 
 def test_command_exit_codes(model_dir, csv_path, tmp_path):
