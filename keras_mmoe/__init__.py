@@ -5,12 +5,9 @@ from keras_mmoe.bag_of_ngrams import BagOfNgrams
 from keras_mmoe.cgc import CGC
 from keras_mmoe.expert_gate import ExpertGate
 from keras_mmoe.experts import Experts
-from keras_mmoe.gate_diagnostics import (
-    GateDiagnostics,
-    collect_gate_weights,
-    gate_statistics,
-    plot_gate_heatmap,
-)
+from keras_mmoe.gate_diagnostics import GateDiagnostics
+from keras_mmoe.gate_heatmap import plot_gate_heatmap
+from keras_mmoe.gate_weights import collect_gate_weights, gate_statistics
 from keras_mmoe.logit_blend import LogitBlend
 from keras_mmoe.logit_transfer import LogitTransfer
 from keras_mmoe.losses import (
