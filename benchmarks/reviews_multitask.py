@@ -77,18 +77,6 @@ def tfidf_baseline(texts, labels, quick=False):
     return results
 
 
-def js_divergence(p, q):
-    """Jensen-Shannon divergence (nats) of two distributions."""
-    p, q = np.asarray(p, float), np.asarray(q, float)
-    m = (p + q) / 2
-
-    def kl(a, b):
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log(a[mask] / b[mask])))
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
-
-
 def gate_report(model, ids, body, out_dir):
     """Mean gates per task on the test split, the pairs' divergences, and
     the heatmap. PLE/CGC gates of different tasks mix different expert sets
@@ -105,10 +93,10 @@ def gate_report(model, ids, body, out_dir):
     means = {t: np.asarray(w).mean(axis=0).tolist() for t, w in weights.items()}
     report = {"mean_gates": means, "heatmap": pathlib.Path(png).name}
     if body in ("mmoe", "omoe"):
-        report["js_related"] = js_divergence(
+        report["js_related"] = gate_diagnostics.js_divergence(
             means[RELATED[0]], means[RELATED[1]]
         )
-        report["js_unrelated"] = js_divergence(
+        report["js_unrelated"] = gate_diagnostics.js_divergence(
             means[UNRELATED[0]], means[UNRELATED[1]]
         )
     return report

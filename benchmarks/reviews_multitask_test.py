@@ -4,14 +4,6 @@ import pytest
 from benchmarks import reviews_multitask
 
 
-def test_js_divergence_by_hand():
-    # p = (1, 0), q = (0, 1): m = (1/2, 1/2), each KL is log 2.
-    assert reviews_multitask.js_divergence([1, 0], [0, 1]) == pytest.approx(
-        np.log(2)
-    )
-    assert reviews_multitask.js_divergence([0.3, 0.7], [0.3, 0.7]) == 0.0
-
-
 def test_scarce_keeps_five_percent_of_rating_outside_test():
     n = 20_000
     labels = {

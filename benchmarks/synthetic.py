@@ -54,7 +54,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_mmoe import MMoE, OMoE, SharedBottom  # noqa: E402
+from keras_mmoe import (  # noqa: E402
+    MMoE,
+    OMoE,
+    SharedBottom,
+    gate_diagnostics,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("mmoe", "omoe", "shared_bottom")
@@ -323,20 +328,6 @@ def batch_order(config: Config, rng) -> np.ndarray:
 # === Statistics ===
 
 
-def js_divergence(p, q) -> float:
-    """Jensen-Shannon divergence in nats (0 to log 2) of two distributions."""
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-
-    def kl(a, b):
-        nonzero = a > 0
-        return float(np.sum(a[nonzero] * np.log(a[nonzero] / b[nonzero])))
-
-    return max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0)
-
-
 def summary(values) -> dict:
     """Mean, sample std (ddof=1; 0 for one value), median, min and max."""
     v = np.asarray(values, dtype=float)
@@ -424,7 +415,9 @@ def run(config: Config, log=print) -> dict:
                 runs[kind].append(out)
                 gates = trainer.mean_gates(data["x_test"])
                 if gates is not None:
-                    js.append(js_divergence(gates[0], gates[1]))
+                    js.append(
+                        gate_diagnostics.js_divergence(gates[0], gates[1])
+                    )
             log(
                 f"p={p} run {r + 1}/{config.runs}: "
                 + ", ".join(f"{k} {runs[k][-1]['curve'][-1]:.4f}" for k in runs)

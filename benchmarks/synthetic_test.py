@@ -77,18 +77,6 @@ def test_shared_bottom_is_sized_to_mmoe_and_counts_match_the_models():
         assert gap >= abs(counts["shared_bottom"] - counts["mmoe"])
 
 
-def test_js_divergence_against_hand_worked_values():
-    # Disjoint supports: log 2.
-    assert synthetic.js_divergence([1, 0], [0, 1]) == pytest.approx(math.log(2))
-    # p = (1/2, 1/2), q = (1, 0), m = (3/4, 1/4):
-    # KL(p||m) = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3), KL(q||m) = ln(4/3),
-    # JS = 1/2 (1/2 ln(4/3)) + 1/2 ln(4/3) = 3/4 ln(4/3) = 0.21576...
-    js = synthetic.js_divergence([0.5, 0.5], [1.0, 0.0])
-    assert js == pytest.approx(0.75 * math.log(4 / 3))
-    assert synthetic.js_divergence([1.0, 0.0], [0.5, 0.5]) == pytest.approx(js)
-    assert synthetic.js_divergence([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == 0.0
-
-
 def test_findings_read_the_paper_claims_off_hand_made_numbers():
     def row(losses):
         return {
