@@ -33,11 +33,13 @@ import argparse
 import base64
 import http.client
 import json
+import os
 import random
+import socket
+import ssl
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from serving import features
@@ -119,22 +121,44 @@ def rows_from_outputs(outputs: dict, n: int) -> list[dict]:
     for task in tasks:
         probabilities_key = features.probabilities_key(task)
         label_key = features.predicted_label_key(task)
-        probabilities = outputs[probabilities_key]
-        labels = outputs.get(label_key, [])
-        if len(probabilities) != n or len(labels) != n:
+        probabilities = _as_list(outputs[probabilities_key])
+        labels = _as_list(outputs.get(label_key, []))
+        if not (
+            isinstance(probabilities, list)
+            and isinstance(labels, list)
+            and len(probabilities) == len(labels) == n
+        ):
             raise ValueError(
-                f"The reply has {len(probabilities)} rows of "
-                f"{probabilities_key!r} and {len(labels)} of "
-                f"{label_key!r} for {n} inputs"
+                f"The reply's {probabilities_key!r} and {label_key!r} are "
+                f"not {n} rows each"
             )
         for row, p, label in zip(rows, probabilities, labels, strict=True):
             if isinstance(label, bytes):
                 label = label.decode("utf-8", errors="replace")
+            if not (
+                isinstance(label, str)
+                and isinstance(p, list)
+                and p
+                and all(_is_number(v) for v in p)
+            ):
+                raise ValueError(
+                    f"The reply's {task!r} row is not a label and a list of "
+                    f"probabilities: {label!r}, {str(p)[:100]}"
+                )
             row[task] = {
                 "label": label,
                 "probabilities": [float(v) for v in p],
             }
     return rows
+
+
+def _as_list(value):
+    """A numpy array (a signature's output) as nested lists."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ServingClient:
@@ -147,12 +171,17 @@ class ServingClient:
         rest_port: int. REST API port (TF Serving's `--rest_api_port`).
         grpc_port: int. gRPC port (TF Serving's `--port`).
         version: optional int. A model version; the newest when None.
-        timeout: float. Seconds per request; a request that takes longer
-            fails with `DEADLINE_EXCEEDED` and is not retried.
+        timeout: float. Seconds per request, connecting and reading the
+            whole reply included; a request that takes longer fails with
+            `DEADLINE_EXCEEDED` and is not retried.
         retries: int >= 0. Further attempts after an UNAVAILABLE error.
         backoff: float. Seconds before the first retry, doubled each time.
         batch_size: int. Most texts per request: the server's
             `max_batch_size` when it batches.
+        tls: bool. HTTPS and a TLS gRPC channel (e.g. through a TLS proxy
+            in front of TF Serving), the server's certificate verified.
+        ca_cert: optional str. A PEM file of the certificate authorities to
+            trust with `tls`; the system's roots when None.
 
     Example:
     >>> with ServingClient("localhost", protocol="rest") as client:
@@ -173,6 +202,8 @@ class ServingClient:
         retries: int = 3,
         backoff: float = 0.2,
         batch_size: int = 256,
+        tls: bool = False,
+        ca_cert: str | None = None,
     ):
         if protocol not in PROTOCOLS:
             raise ValueError(
@@ -204,7 +235,18 @@ class ServingClient:
         self.timeout = float(timeout)
         self.retries = retries
         self.backoff = float(backoff)
+        if ca_cert is not None and not tls:
+            raise ValueError(
+                "`ca_cert` is used with `tls=True` only. "
+                f"Received: ca_cert={ca_cert!r}, tls={tls!r}"
+            )
+        if ca_cert is not None and not os.path.isfile(ca_cert):
+            raise ValueError(
+                f"`ca_cert` file not found. Received: ca_cert={ca_cert!r}"
+            )
         self.batch_size = batch_size
+        self.tls = bool(tls)
+        self.ca_cert = ca_cert
         self._channel = None
         self._stub = None
 
@@ -301,14 +343,11 @@ class ServingClient:
 
     # === REST ===
 
-    def _url(self) -> str:
+    def _path(self) -> str:
         version = (
             f"/versions/{self.version}" if self.version is not None else ""
         )
-        return (
-            f"http://{self.host}:{self.rest_port}/v1/models/"
-            f"{self.model_name}{version}:predict"
-        )
+        return f"/v1/models/{self.model_name}{version}:predict"
 
     def _rest(self, signature, values) -> dict:
         if signature == features.SERVING_DEFAULT:
@@ -325,37 +364,85 @@ class ServingClient:
         body = json.dumps(
             {"signature_name": signature, "instances": instances}
         ).encode()
-        request = urllib.request.Request(
-            self._url(),
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
+        status, data = self._post(body)
+        if status != 200:
+            message = _rest_error_message(data, status)
+            if status in _RETRY_HTTP:
+                raise _Retryable(f"HTTP {status}", message)
+            raise self._error(f"HTTP {status}", message)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as r:
-                reply = json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            message = _rest_error_message(e)
-            if e.code in _RETRY_HTTP:
-                raise _Retryable(f"HTTP {e.code}", message) from None
-            raise self._error(f"HTTP {e.code}", message) from None
-        except OSError as e:  # URLError and socket errors
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError):
-                raise self._error(
-                    "DEADLINE_EXCEEDED", f"no reply within {self.timeout} s"
-                ) from None
-            if isinstance(reason, OSError):
-                # Connection refused or reset: the server is not up (yet).
-                raise _Retryable("UNAVAILABLE", reason) from None
-            raise self._error("URL error", reason) from None
-        except (ValueError, http.client.HTTPException) as e:
-            raise self._error("bad reply", f"{type(e).__name__}: {e}") from None
+            reply = json.loads(data)
+        except ValueError as e:
+            raise self._error("bad reply", f"not JSON: {e}") from None
         if not isinstance(reply, dict) or "predictions" not in reply:
             raise self._error(
                 "bad reply", f"no 'predictions' in {str(reply)[:200]}"
             )
-        return _columns(reply["predictions"])
+        try:
+            return _columns(reply["predictions"])
+        except ValueError as e:
+            raise self._error("bad reply", e) from None
+
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        """POSTs `body`; returns the HTTP status and the whole reply body,
+        all within `timeout` seconds (a watchdog closes the connection at
+        the deadline, however slowly the server sends)."""
+        if self.tls:
+            connection = http.client.HTTPSConnection(
+                self.host,
+                self.rest_port,
+                timeout=self.timeout,
+                context=self._ssl_context(),
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                self.host, self.rest_port, timeout=self.timeout
+            )
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(self.timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.request(
+                "POST",
+                self._path(),
+                body=body,
+                headers={"Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            data = response.read()
+            if expired.is_set():
+                raise TimeoutError
+            return response.status, data
+        except (OSError, http.client.HTTPException) as e:
+            if expired.is_set() or isinstance(e, TimeoutError):
+                raise self._error(
+                    "DEADLINE_EXCEEDED", f"no reply within {self.timeout} s"
+                ) from None
+            if isinstance(e, ssl.SSLError):
+                raise self._error("TLS error", e) from None
+            if isinstance(e, OSError):
+                # Connection refused or reset: the server is not up (yet).
+                raise _Retryable("UNAVAILABLE", e) from None
+            raise self._error("bad reply", f"{type(e).__name__}: {e}") from None
+        finally:
+            watchdog.cancel()
+            connection.close()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """Verifies the server against `ca_cert` (a PEM file), else the
+        system's trusted roots."""
+        return ssl.create_default_context(cafile=self.ca_cert)
 
     # === gRPC ===
 
@@ -367,7 +454,17 @@ class ServingClient:
         if self._stub is None:
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            self._channel = grpc.insecure_channel(self.target)
+            if self.tls:
+                root = None
+                if self.ca_cert:
+                    with open(self.ca_cert, "rb") as f:
+                        root = f.read()
+                self._channel = grpc.secure_channel(
+                    self.target,
+                    grpc.ssl_channel_credentials(root_certificates=root),
+                )
+            else:
+                self._channel = grpc.insecure_channel(self.target)
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
                 self._channel
             )
@@ -396,16 +493,20 @@ def _b64(value: bytes) -> dict:
     return {"b64": base64.b64encode(value).decode("ascii")}
 
 
-def _rest_error_message(error) -> str:
-    """TF Serving's `{"error": message}` body, else the HTTP reason."""
+def _rest_error_message(body: bytes, status: int) -> str:
+    """TF Serving's `{"error": message}` body, else the HTTP status."""
     try:
-        return json.loads(error.read())["error"]
-    except (ValueError, KeyError, TypeError, OSError):
-        return str(error.reason)
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP status {status}"
 
 
 def _columns(predictions) -> dict:
     """Row format `[{output: value}, ...]` -> `{output: [value, ...]}`."""
+    if not isinstance(predictions, list):
+        raise ValueError(
+            f"expected a list of predictions, got {str(predictions)[:100]}"
+        )
     columns = {}
     for row in predictions:
         if not isinstance(row, dict):
@@ -446,7 +547,21 @@ def add_query_command(subparsers) -> argparse.ArgumentParser:
         help="the text column of the tf.Examples (serving_default)",
     )
     query.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per request"
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds per request, the whole reply included",
+    )
+    query.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS / TLS gRPC, e.g. through a TLS proxy",
+    )
+    query.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="certificate authorities to trust with --tls (default: the "
+        "system's)",
     )
     query.add_argument(
         "--retries",
@@ -479,6 +594,8 @@ def cmd_query(args, out=None, err=None) -> int:
             timeout=args.timeout,
             retries=args.retries,
             batch_size=args.batch_size,
+            tls=args.tls,
+            ca_cert=args.ca_cert,
         ) as client:
             rows = client.predict(
                 args.texts,

@@ -15,8 +15,12 @@ import base64
 import http.server
 import io
 import json
+import pathlib
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from concurrent import futures
@@ -168,14 +172,21 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-def _start_grpc(peer: _Peer):
+def _start_grpc(peer: _Peer, tls=None):
     import grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _Servicer(peer), server
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls:
+        cert, key = tls
+        credentials = grpc.ssl_server_credentials(
+            [(pathlib.Path(key).read_bytes(), pathlib.Path(cert).read_bytes())]
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return port, lambda: server.stop(0)
 
@@ -261,10 +272,14 @@ def _rest_handler(peer: _Peer):
     return Handler
 
 
-def _start_rest(peer: _Peer):
+def _start_rest(peer: _Peer, tls=None):
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), _rest_handler(peer)
     )
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(
         target=server.serve_forever, args=(0.05,), daemon=True
     ).start()
@@ -281,9 +296,10 @@ def serve(model):
     """`serve(protocol, **peer_knobs)` -> (port, peer), stopped at the end."""
     stops = []
 
-    def start(protocol, **knobs):
+    def start(protocol, tls=None, **knobs):
         peer = _Peer(model, **knobs)
-        port, stop = (_start_rest if protocol == "rest" else _start_grpc)(peer)
+        starter = _start_rest if protocol == "rest" else _start_grpc
+        port, stop = starter(peer, tls=tls)
         stops.append(stop)
         return port, peer
 
@@ -531,6 +547,102 @@ def test_a_slow_server_times_out_without_retries(serve, protocol):
     assert time.perf_counter() - started < 1.0
 
 
+def _raw_rest_server(respond):
+    """A REST peer that answers every connection with `respond(conn)`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    respond(conn)
+                except OSError:
+                    pass  # The client hung up.
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_a_server_that_trickles_its_reply_meets_the_deadline():
+    def trickle(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            conn.sendall(b" ")
+            time.sleep(0.1)
+
+    listener = _raw_rest_server(trickle)
+    started = time.perf_counter()
+    with pytest.raises(serving_client.ServingError) as e:
+        _client("rest", listener.getsockname()[1], timeout=1.0).predict(["x"])
+    assert e.value.status == "DEADLINE_EXCEEDED"
+    assert time.perf_counter() - started < 2.0
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"predictions": None},
+        {"predictions": [{"t_probabilities": 0.5, "t_label": "a"}]},
+        {"predictions": [{"t_probabilities": ["x"], "t_label": "a"}]},
+        {"predictions": [{"t_probabilities": [0.5], "t_label": 3}]},
+        {"predictions": [1, 2]},
+    ],
+)
+def test_json_of_the_wrong_shape_is_one_line_exit_2(reply):
+    body = json.dumps(reply).encode()
+
+    def answer(conn):
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
+    listener = _raw_rest_server(answer)
+    port = listener.getsockname()[1]
+    code, out, err = _query(["x", "--host=127.0.0.1", f"--rest-port={port}"])
+    assert code == 2 and not out
+    assert err.startswith(f"mmoe: REST 127.0.0.1:{port} model 'mmoe': bad ")
+    assert len(err.splitlines()) == 1
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
+        + ["-keyout", key, "-out", cert, "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@PROTOCOLS
+def test_tls_with_the_servers_certificate(model, serve, protocol, certificate):
+    port, _ = serve(protocol, tls=certificate)
+    texts = ["Lovely dress", ""]
+    client = _client(protocol, port, tls=True, ca_cert=certificate[0])
+    _assert_rows_equal(client.predict(texts), _direct(model, texts))
+    # Without the authority that signed it, the server is not trusted.
+    with pytest.raises(serving_client.ServingError):
+        _client(protocol, port, tls=True, retries=0, timeout=3).predict(["x"])
+
+
 def test_client_rejects_bad_arguments():
     with pytest.raises(ValueError, match="protocol='http'"):
         serving_client.ServingClient(protocol="http")
@@ -542,6 +654,10 @@ def test_client_rejects_bad_arguments():
         serving_client.ServingClient(timeout=0)
     with pytest.raises(ValueError, match="backoff=-1"):
         serving_client.ServingClient(backoff=-1)
+    with pytest.raises(ValueError, match="tls=False"):
+        serving_client.ServingClient(ca_cert=__file__)
+    with pytest.raises(ValueError, match="ca_cert='nope.pem'"):
+        serving_client.ServingClient(tls=True, ca_cert="nope.pem")
     c = serving_client.ServingClient()
     with pytest.raises(ValueError, match="signature='classify'"):
         c.predict(["x"], signature="classify")
