@@ -32,3 +32,15 @@ def test_tests_do_not_change_it(tmp_path):
     before = code_version.fingerprint(copy)
     (copy / "pipeline" / "new_test.py").write_text("def test(): pass\n")
     assert code_version.fingerprint(copy) == before
+
+
+def test_a_library_upgrade_changes_it():
+    versions = code_version.library_versions()
+    assert versions["tensorflow"] != "missing"
+    upgraded = {**versions, "tensorflow": "2.99.0"}
+    assert code_version.fingerprint(versions=upgraded) != (
+        code_version.fingerprint(versions=versions)
+    )
+    assert code_version.fingerprint(versions=versions) == (
+        code_version.fingerprint()
+    )

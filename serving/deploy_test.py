@@ -78,10 +78,23 @@ def test_compose_publishes_on_loopback_only():
     assert mounts["/models/mmoe"].endswith("output/demo/serving/mmoe}")
     for name in FLAG_FILES.values():
         assert (DEPLOY / mounts[f"/config/{name}"]).exists()
+    assert all(v.endswith(":ro") for v in service["volumes"])
+
+
+def test_compose_runs_unprivileged_with_limits():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    (service,) = compose["services"].values()
+    user = service["user"].split(":")
+    assert user[0] != "0" and user[0] != "root"
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["read_only"] is True
+    assert float(service["cpus"]) > 0 and service["mem_limit"]
+    assert service["pids_limit"] > 0
 
 
 def test_kubernetes_manifest():
-    deployment, service = yaml.safe_load_all(
+    deployment, service, policy = yaml.safe_load_all(
         (DEPLOY / "kubernetes.yaml").read_text()
     )
     assert deployment["kind"] == "Deployment" and service["kind"] == "Service"
@@ -91,3 +104,24 @@ def test_kubernetes_manifest():
     probe = container["readinessProbe"]["httpGet"]
     assert probe == {"path": "/v1/models/mmoe", "port": 8501}
     assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["limits"]["cpu"]
+    assert container["resources"]["limits"]["memory"]
+    # Only labelled clients reach the ports.
+    assert policy["kind"] == "NetworkPolicy"
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": deployment["spec"]["selector"]["matchLabels"]
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"mmoe-serving-client": "true"}}}
+    ]
+    assert {p["port"] for p in rule["ports"]} == {8500, 8501}
