@@ -38,6 +38,36 @@ class IngestSummary:
     input_format: str = "csv"  # "csv" | "tfrecord": which ExampleGen reads
     # Where the first skipped rows are and why ("line 7: 3 fields, ...").
     skipped_rows: list = dataclasses.field(default_factory=list)
+    # Label classes that look like one class spelled two ways.
+    warnings: list = dataclasses.field(default_factory=list)
+
+
+def _spelling_warnings(column: str, classes: list[str]) -> list[str]:
+    """Classes that are likely one class spelled differently: the same
+    number (`4`, `4.0`), the same words in another case or spacing
+    (`Dresses`, `dresses `), or numbers beside a few words (`five`)."""
+    groups = {}
+    numbers, words = [], []
+    for label in classes:
+        try:
+            key = float(label)
+            numbers.append(label)
+        except ValueError:
+            key = " ".join(label.lower().split())
+            words.append(label)
+        groups.setdefault(key, []).append(label)
+    found = [
+        f"Label column {column!r}: {', '.join(map(repr, spellings))} are "
+        "separate classes; spell each class one way if they are one."
+        for spellings in groups.values()
+        if len(spellings) > 1
+    ]
+    if numbers and words and len(words) < len(numbers):
+        found.append(
+            f"Label column {column!r} holds numbers and "
+            f"{', '.join(map(repr, words[:3]))}; each is a class of its own."
+        )
+    return found
 
 
 def _write_tfrecord(rows: pd.DataFrame, path: pathlib.Path) -> None:
@@ -117,7 +147,7 @@ def ingest(
         train = frame
     if train.empty:
         raise InputError(f"No training rows in {data}.")
-    num_classes = {}
+    num_classes, warnings = {}, []
     for column in label_columns:
         values = train[column].str.strip()
         classes = sorted(set(values[values != ""]))
@@ -131,6 +161,7 @@ def ingest(
                 f"rows ({classes[0]!r}); a classifier needs two or more."
             )
         num_classes[features.task_name(column)] = len(classes)
+        warnings += _spelling_warnings(column, classes)
 
     columns = [*dict.fromkeys([*text_columns, *label_columns])]
     out = pathlib.Path(root)
@@ -162,6 +193,7 @@ def ingest(
         rows_by_split=rows_by_split,
         bad_rows_skipped=len(read.skipped),
         skipped_rows=read.skipped[:SKIPPED_ROWS_NAMED],
+        warnings=warnings,
         bytes_replaced=read.bytes_replaced,
         empty_texts=int((text == "").sum()),
         missing_labels={

@@ -190,3 +190,33 @@ def test_tfrecord_missing_column_and_corrupt_file_are_named(tmp_path):
         ingest.ingest(
             str(corrupt), ["Review Text"], ["Rating"], str(tmp_path / "o")
         )
+
+
+def test_one_class_spelled_two_ways_is_warned(tmp_path):
+    body = (
+        "a,x,4,1,train\n"
+        "b,y,4.0,1,train\n"
+        "c,z,five,0,train\n"
+        "d,w,3,0,train\n"
+        "e,v,3,0,train\n"
+    )
+    summary = ingest.ingest(
+        _csv(tmp_path, body),
+        ["Title", "Review Text"],
+        ["Rating", "Recommended IND"],
+        str(tmp_path / "out"),
+    )
+    assert summary.num_classes["rating"] == 4  # still separate classes
+    assert summary.warnings == [
+        "Label column 'Rating': '4', '4.0' are separate classes; spell each "
+        "class one way if they are one.",
+        "Label column 'Rating' holds numbers and 'five'; each is a class of "
+        "its own.",
+    ]
+    clean = ingest.ingest(
+        _csv(tmp_path, ROWS, name="clean.csv"),
+        ["Title", "Review Text"],
+        ["Rating"],
+        str(tmp_path / "out2"),
+    )
+    assert clean.warnings == []
