@@ -4,9 +4,12 @@ TFX's own Pusher copies files straight into `<base>/<version>/`, so TF
 Serving, polling the base directory, can see a version folder that is still
 being written. This one copies into a hidden temporary folder beside it (TF
 Serving ignores names that are not numbers) and renames it into place: on a
-local or POSIX file system the version appears at once, complete.
+local or POSIX file system the version appears at once, complete. A model
+identical to the newest version there (a rerun that trained nothing new) is
+not pushed again.
 """
 
+import hashlib
 import os
 import time
 
@@ -49,6 +52,37 @@ def push_atomically(model_path: str, base_directory: str) -> str:
     return final
 
 
+def _tree_digest(path: str) -> str:
+    """sha256 over a folder's relative file paths and their bytes."""
+    digest = hashlib.sha256()
+    for root, dirs, files in fileio.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode() + b"\0")
+            with fileio.open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def newest_if_same(model_path: str, base_directory: str) -> str | None:
+    """The newest version under `base_directory` when it holds exactly the
+    files of `model_path` (a rerun that trained nothing new), else None."""
+    if not fileio.exists(base_directory):
+        return None
+    versions = [
+        name.strip("/")
+        for name in fileio.listdir(base_directory)
+        if name.strip("/").isdigit()
+    ]
+    if not versions:
+        return None
+    newest = os.path.join(base_directory, max(versions, key=int))
+    return newest if _tree_digest(newest) == _tree_digest(model_path) else None
+
+
 class AtomicPusherExecutor(pusher_executor.Executor):
     """Pushes a blessed model to a file system, atomically."""
 
@@ -71,10 +105,18 @@ class AtomicPusherExecutor(pusher_executor.Executor):
                 "AtomicPusher pushes to a file system only. Received: "
                 f"{destination}"
             )
-        serving_path = push_atomically(
-            model_path, destination.filesystem.base_directory
-        )
-        logging.info("Model pushed to serving path %s.", serving_path)
+        base_directory = destination.filesystem.base_directory
+        serving_path = newest_if_same(model_path, base_directory)
+        if serving_path is not None:
+            # TF Serving would load the same model again for nothing.
+            logging.info(
+                "Model is identical to the serving version %s; nothing "
+                "new pushed.",
+                serving_path,
+            )
+        else:
+            serving_path = push_atomically(model_path, base_directory)
+            logging.info("Model pushed to serving path %s.", serving_path)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(
             model_push,

@@ -41,3 +41,18 @@ def test_a_failed_copy_leaves_no_version_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         atomic_pusher.push_atomically(_model(tmp_path), base)
     assert os.listdir(base) == []
+
+
+def test_an_identical_model_is_recognized(tmp_path):
+    base = str(tmp_path / "serving")
+    model = _model(tmp_path)
+    assert atomic_pusher.newest_if_same(model, base) is None
+    first = atomic_pusher.push_atomically(model, base)
+    assert atomic_pusher.newest_if_same(model, base) == first
+    with open(os.path.join(model, "variables", "variables.index"), "ab") as f:
+        f.write(b"retrained")
+    assert atomic_pusher.newest_if_same(model, base) is None
+    second = atomic_pusher.push_atomically(model, base)
+    assert atomic_pusher.newest_if_same(model, base) == second
+    os.remove(os.path.join(model, "saved_model.pb"))
+    assert atomic_pusher.newest_if_same(model, base) is None
