@@ -133,7 +133,7 @@ class GateDiagnostics(keras.callbacks.Callback):
                 "`write_images=True` writes to TensorBoard and needs "
                 "`log_dir`. Received: log_dir=None"
             )
-        # Fail now rather than after the first epoch.
+        # Fail at construction rather than after the first epoch.
         if self.log_dir is not None and not importlib.util.find_spec(
             "tensorboard"
         ):

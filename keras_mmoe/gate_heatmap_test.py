@@ -90,13 +90,13 @@ def test_plot_gate_heatmap_ragged_stats(tmp_path):
     _check_png(path)
 
 
-def test_plot_gate_heatmap_bad_input_keeps_old_file(tmp_path):
+def test_plot_gate_heatmap_bad_input_keeps_the_existing_file(tmp_path):
     path = tmp_path / "gates.png"
-    path.write_bytes(b"old")
+    path.write_bytes(b"existing")
     with pytest.raises(ValueError, match="empty"):
         plot_gate_heatmap({}, path)
     with pytest.raises(ValueError, match="2-D"):
         plot_gate_heatmap({"a": np.array([0.5, 0.5])}, path)
     with pytest.raises(ValueError, match="mapping"):
         plot_gate_heatmap(np.ones((2, 2)), path)
-    assert path.read_bytes() == b"old"
+    assert path.read_bytes() == b"existing"
