@@ -15,7 +15,7 @@ What is timed, per grid point (batch x experts x units, 3 tasks, input 256):
 
 The fused layer (A) and the loop (B) are timed in interleaved blocks
 (A, B, A, B, ...) so both share the machine's drift; the figure per step is
-the median over blocks of block time / steps.
+the median over blocks of block time / steps (`benchmarks.timing`).
 
 The loop reference `LoopMMoE` is the style of DeepCTR, PaddleRec and
 torch-rechub: one `Dense` stack per expert, one `Dense` softmax gate per
@@ -25,7 +25,6 @@ task, `stack` + broadcast-multiply + `sum` to mix.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from keras_mmoe import MMoE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "layer_speed.json"
@@ -206,34 +206,6 @@ def infer_block(layer, x, jit_compile=False):
     return run
 
 
-def _time(fn, steps):
-    start = time.perf_counter()
-    fn(tf.constant(steps)).numpy()
-    return time.perf_counter() - start
-
-
-def calibrate(fns, block_seconds):
-    """Steps per block so that the slowest implementation takes ~block."""
-    for fn in fns:
-        fn(tf.constant(2)).numpy()  # Trace and warm up.
-    steps = 1
-    while True:
-        worst = max(_time(fn, steps) for fn in fns)
-        if worst >= block_seconds / 4 or steps >= 2**20:
-            break
-        steps *= 4
-    return max(1, round(steps * block_seconds / max(worst, 1e-9)))
-
-
-def interleaved(fns, steps, repeats):
-    """Median seconds per step of each fn, timed A, B, A, B, ..."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            times[i].append(_time(fn, steps) / steps)
-    return [statistics.median(t) for t in times], times
-
-
 def batch_data(rng, batch, input_dim, units, num_tasks):
     """A `(batch, input_dim)` input and one `(batch, units)` target a task."""
     x = tf.constant(rng.normal(size=(batch, input_dim)).astype("float32"))
@@ -247,17 +219,23 @@ def batch_data(rng, batch, input_dim, units, num_tasks):
 def time_in_turns(layers, mode, x, targets, block_seconds, repeats):
     """Times `layers` in `mode` ("train", "infer", with "_xla" for XLA).
 
-    Returns the steps per block and `interleaved`'s result.
+    Every layer runs the same steps per block, so that the slowest block
+    lasts ~`block_seconds`. Returns the steps per block and
+    `timing.in_turns`'s `(medians, samples)`.
     """
     jit = mode.endswith("_xla")
-    fns = [
+    runs = [
         train_block(layer, x, targets, jit)
         if mode.startswith("train")
         else infer_block(layer, x, jit)
         for layer in layers
     ]
-    steps = calibrate(fns, block_seconds)
-    return steps, interleaved(fns, steps, repeats)
+    fns = [
+        timing.clocked(lambda steps, run=run: run(tf.constant(steps)).numpy())
+        for run in runs
+    ]
+    steps = timing.calibrate(fns, block_seconds)
+    return steps, timing.in_turns(fns, steps, repeats)
 
 
 def matmul_peak(size, repeats):
@@ -340,7 +318,7 @@ def run(config: Config) -> dict:
                 rng, batch, config.input_dim, units, config.num_tasks
             )
             for mode in config.modes:
-                steps, ((t_fused, t_loop), samples) = time_in_turns(
+                steps, (medians, samples) = time_in_turns(
                     (fused, loop),
                     mode,
                     x,
@@ -348,6 +326,7 @@ def run(config: Config) -> dict:
                     config.block_seconds,
                     config.repeats,
                 )
+                t_fused, t_loop = medians
                 row = {
                     "threads": threads_name(config),
                     "mode": mode,
@@ -355,12 +334,9 @@ def run(config: Config) -> dict:
                     "num_experts": num_experts,
                     "units": units,
                     "steps_per_block": steps,
-                    "fused_ms": t_fused * 1e3,
-                    "loop_ms": t_loop * 1e3,
+                    # Spread over blocks (_iqr): 25th and 75th percentiles.
+                    **timing.in_ms(("fused", "loop"), medians, samples),
                     "speedup": t_loop / t_fused,
-                    # Spread over blocks: 25th and 75th percentiles.
-                    "fused_ms_iqr": _quartiles(samples[0]),
-                    "loop_ms_iqr": _quartiles(samples[1]),
                 }
                 if mode.startswith("train"):
                     row["flops_per_step"] = train_flops(
@@ -397,11 +373,6 @@ def run(config: Config) -> dict:
     }
 
 
-def _quartiles(seconds):
-    q = statistics.quantiles([s * 1e3 for s in seconds], n=4)
-    return [q[0], q[2]] if len(seconds) > 1 else [seconds[0] * 1e3] * 2
-
-
 def threads_name(config: Config) -> str:
     if not (config.intra_op_threads or config.inter_op_threads):
         return "default"
@@ -429,14 +400,7 @@ def run_in_subprocess(threads: str, quick: bool) -> dict:
 
 def describe() -> dict:
     return {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "platform": platform.platform(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-        },
+        "machine": timing.machine(("tensorflow", "keras")),
         "train_step": (
             "tf.function(jit_compile=False, or True for mode train_xla): "
             "GradientTape forward, gradients "
@@ -550,18 +514,12 @@ def targets(runs) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run")
+    timing.add_output_arguments(parser, RESULTS)
     parser.add_argument(
         "--threads",
         default="default,1x2",
         help='comma-separated "default" (TensorFlow\'s) or INTRAxINTER op '
         "thread counts; more than one runs each in a subprocess",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"JSON results (default: {RESULTS.name} in benchmarks/results; "
-        "none with --quick)",
     )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else Config()
@@ -586,10 +544,7 @@ def main(argv=None) -> dict:
                 if v.get("value", v.get("min_speedup")) is not None
             },
         )
-    output = args.output or (None if args.quick else RESULTS)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
+    timing.write_results(args, RESULTS, result)
     return result
 
 

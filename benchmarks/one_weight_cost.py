@@ -24,7 +24,6 @@ update as their own gradients arrive.
 """
 
 import argparse
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from benchmarks import layer_speed  # noqa: E402
+from benchmarks import layer_speed, timing  # noqa: E402
 from keras_mmoe import Experts, MMoE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "one_weight_cost.json"
@@ -197,20 +196,14 @@ def format_row(row) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"JSON results (default: {RESULTS.name} in benchmarks/results; "
-        "none with --quick)",
-    )
+    timing.add_output_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     config = QUICK if args.quick else Config()
     print(HEADER, flush=True)
     rows = run(config)
     result = {
         "config": asdict(config),
-        "machine": layer_speed.describe()["machine"],
+        "machine": timing.machine(("tensorflow", "keras")),
         "implementations": {
             "fused": "keras_mmoe.MMoE: first expert layer one weight",
             "split": "SplitKernelMMoE: the same ops, a variable per block",
@@ -223,10 +216,7 @@ def main(argv=None) -> dict:
             if row["fused_speedup"] < 1.0
         ],
     }
-    output = args.output or (None if args.quick else RESULTS)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
+    timing.write_results(args, RESULTS, result)
     return result
 
 

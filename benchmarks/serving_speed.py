@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -40,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402, F401  (registers the TF-Text ops)
 
 import keras_mmoe  # noqa: E402, F401  (registers the model classes)
+from benchmarks import timing  # noqa: E402
 from serving import export, features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,20 +77,6 @@ def test_texts(n: int) -> list[bytes]:
     texts = (frame["Title"] + " " + frame["Review Text"]).str.strip()
     texts = [t.encode() for t in texts if t]
     return (texts * (n // len(texts) + 1))[:n]
-
-
-def _time_calls(fn, batches, seconds):
-    """Seconds per call of `fn(batch)`, cycling through `batches`."""
-    times = []
-    start = time.perf_counter()
-    i = 0
-    while time.perf_counter() - start < seconds or len(times) < 20:
-        batch = batches[i % len(batches)]
-        t0 = time.perf_counter()
-        fn(batch)
-        times.append(time.perf_counter() - t0)
-        i += 1
-    return times
 
 
 def measure(model_dir, keras_path, quick=False):
@@ -146,13 +132,13 @@ def measure(model_dir, keras_path, quick=False):
         ]
         id_batches = [token_ids(b.numpy().tolist()) for b in text_batches]
         for fn, data in ((run_text, text_batches), (run_keras, id_batches)):
-            _time_calls(fn, data, 0.2)  # Warm up (tracing, caches).
+            timing.time_calls(fn, data, 0.2)  # Warm up (tracing, caches).
         per_call = {"predict_text": [], "keras": []}
         for _ in range(blocks):
-            per_call["predict_text"] += _time_calls(
+            per_call["predict_text"] += timing.time_calls(
                 run_text, text_batches, seconds / blocks
             )
-            per_call["keras"] += _time_calls(
+            per_call["keras"] += timing.time_calls(
                 run_keras, id_batches, seconds / blocks
             )
         row = {}
@@ -220,11 +206,7 @@ def main(argv=None):
         "results": results,
         "targets": check_targets(results),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, args.output)
+    timing.write_json(args.output, report)
     print(
         f"{'batch':>5} {'signature':>12} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'reviews/s':>10}"
