@@ -35,6 +35,7 @@ validation loss, per-task label counts, final metrics, gate statistics).
 `epochs` passes over the data, stopped early on the validation loss.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -53,7 +54,8 @@ from keras_mmoe import (
     GateDiagnostics,
     MultiTaskModel,
     Task,
-    gate_diagnostics,
+    collect_gate_weights,
+    gate_statistics,
     reading_order,
 )
 from pipeline import configs, linear
@@ -282,11 +284,206 @@ def _tfidf_rows(layer, batches, tasks) -> tuple:
     }
 
 
-def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
-    """Fits the model's TF-IDF logistic regressions, C per task on
-    validation; returns the validation TF-IDF rows and labels for the blend.
-    """
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# === Steps of run_fn ===
+
+
+@dataclasses.dataclass
+class _Transformed:
+    """The Transform's output, and the tasks its vocabularies define."""
+
+    tft_output: tft.TFTransformOutput
+    columns: dict[str, str]  # task -> label column
+    reads_from: dict[str, list[str]]
+    class_names: dict[str, list]
+    sequence_length: int
+    vocabulary_size: int
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def num_classes(self) -> dict[str, int]:
+        return {t: len(self.class_names[t]) for t in self.columns}
+
+
+@dataclasses.dataclass
+class _LabelCounts:
+    """Rows, and per task the count of each class, of the two splits."""
+
+    rows: int
+    counts: dict[str, np.ndarray]
+    val_rows: int
+    val_counts: dict[str, np.ndarray]
+
+
+def _read_transform_output(fn_args, config: dict) -> _Transformed:
+    """Opens the Transform output and checks the tasks against it."""
+    prep = config["preprocessing"]
+    # `transform_output` is the deprecated name of `transform_graph_path`.
+    tft_output = tft.TFTransformOutput(
+        getattr(fn_args, "transform_graph_path", None)
+        or fn_args.transform_output
+    )
+    columns = {features.task_name(c): c for c in prep.label_columns}
+    reads_from = resolve_reads_from(
+        config.get("reads_from"), prep.label_columns
+    )
+    spec = tft_output.transformed_feature_spec()
+    missing = [
+        features.label_key(t)
+        for t in columns
+        if features.label_key(t) not in spec
+    ]
+    if missing:
+        raise ValueError(
+            f"Label features {missing!r} are not in the Transform output. "
+            f"Its features: {sorted(spec)!r}"
+        )
+    sequence_length = int(spec[features.TOKEN_IDS].shape[0])
+    vocabulary_size = (
+        tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY)
+        + 1  # padding id 0
+        + prep.num_oov_buckets
+    )
+    data = _Transformed(
+        tft_output=tft_output,
+        columns=columns,
+        reads_from=reads_from,
+        class_names=_class_names(tft_output, columns),
+        sequence_length=sequence_length,
+        vocabulary_size=vocabulary_size,
+    )
+    num_classes = data.num_classes
+    for task, expected in (config.get("tasks") or {}).items():
+        if task in num_classes and expected != num_classes[task]:
+            logging.warning(
+                "Task %r: %d classes in the training split's vocabulary, %d "
+                "in the pipeline's tasks; using the vocabulary.",
+                task,
+                num_classes[task],
+                expected,
+            )
+    return data
+
+
+def _in_order(fn_args, data: _Transformed, files, terms=False):
+    """The files' examples unshuffled, in large batches, for one pass."""
+    return _dataset(
+        fn_args,
+        data.tft_output,
+        files,
+        data.tasks,
+        _COUNT_BATCH,
+        shuffle=False,
+        terms=terms,
+    )
+
+
+def _count_labels(fn_args, data: _Transformed) -> _LabelCounts:
+    """Counts both splits' rows and labels; refuses untrainable data."""
+    rows, counts = _label_counts(
+        _in_order(fn_args, data, fn_args.train_files),
+        data.num_classes,
+    )
+    _check_trainable(data.columns, counts, fn_args.train_files, rows)
+    val_rows, val_counts = _label_counts(
+        _in_order(fn_args, data, fn_args.eval_files),
+        data.num_classes,
+    )
+    if val_rows == 0:
+        raise ValueError(
+            "The validation data has no rows; early stopping needs some. "
+            f"Files: {fn_args.eval_files!r}"
+        )
+    return _LabelCounts(rows, counts, val_rows, val_counts)
+
+
+def _datasets(fn_args, data: _Transformed, labels: _LabelCounts, config):
+    """The shuffled training batches and the cached validation batches."""
+    terms = bool(config.get("linear"))
+    train = _dataset(
+        fn_args,
+        data.tft_output,
+        fn_args.train_files,
+        data.tasks,
+        config["batch_size"],
+        shuffle=True,
+        seed=config.get("seed"),
+        terms=terms,
+    ).prefetch(tf.data.AUTOTUNE)
+    validation = _dataset(
+        fn_args,
+        data.tft_output,
+        fn_args.eval_files,
+        data.tasks,
+        config["batch_size"],
+        shuffle=False,
+        terms=terms,
+    ).cache()
+    return train, validation
+
+
+def _build_model(config, data: _Transformed, strategy) -> MultiTaskModel:
+    """The compiled MultiTaskModel, its variables in the strategy's scope."""
+    tft_output = data.tft_output
+    with strategy.scope():
+        model = MultiTaskModel(
+            tasks=[
+                Task(t, n, reads_from=data.reads_from.get(t, ()))
+                for t, n in data.num_classes.items()
+            ],
+            body=config["body"],
+            body_config=config.get("body_config"),
+            text_encoder={
+                "vocabulary_size": data.vocabulary_size,
+                "embedding_dim": config["embedding_dim"],
+                "encoder": config["encoder"],
+                "max_length": data.sequence_length,
+                "skip_padding": config["skip_padding"],
+                **(config.get("text_encoder_config") or {}),
+            },
+            sequence_length=data.sequence_length,
+            tower_units=config["tower_units"],
+            dropout=config["dropout"],
+            loss_weighting=config["loss_weighting"],
+            wide=config.get("wide"),
+            linear=(
+                {
+                    "vocabulary_size": tft_output.vocabulary_size_by_name(
+                        features.TERM_VOCABULARY
+                    )
+                    + tft_output.vocabulary_size_by_name(
+                        features.BIGRAM_VOCABULARY
+                    )
+                    + 1  # padding id 0
+                }
+                if config.get("linear")
+                else None
+            ),
+        )
+        model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
+    return model
+
+
+def _fit_linear(fn_args, model, data, validation, seed) -> dict:
+    """Fits the TF-IDF logistic regressions, C per task on validation."""
     start_time = time.perf_counter()
+    tasks, num_classes = data.tasks, data.num_classes
+    train = _in_order(fn_args, data, fn_args.train_files, terms=True)
     layer = model.linear_layer()
     batches = list(_term_batches(train, tasks))
     df = np.zeros(layer.vocabulary_size, np.int64)
@@ -328,6 +525,47 @@ def _fit_linear(model, train, validation, tasks, num_classes, seed) -> dict:
     }
 
 
+def _gate_data(validation: tf.data.Dataset, batch_size: int):
+    """The validation batches the gate statistics are measured on."""
+    return validation.take(max(1, GATE_EXAMPLES // batch_size))
+
+
+def _train_network(model, train, validation, config, run_dir) -> dict:
+    """Fits, stopping early on the validation loss; returns the history."""
+    batch_size = config["batch_size"]
+    diagnostics = (
+        GateDiagnostics(
+            _gate_data(validation, batch_size),
+            log_dir=run_dir,
+            batch_size=batch_size,
+        )
+        if config["body"] in GATED_BODIES
+        else None
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=config["early_stopping_patience"],
+        restore_best_weights=True,
+    )
+    callbacks = [
+        *([diagnostics] if diagnostics else []),
+        early_stopping,
+        keras.callbacks.TensorBoard(log_dir=run_dir),
+    ]
+    return model.fit(
+        train,
+        validation_data=validation,
+        epochs=config["epochs"],
+        callbacks=callbacks,
+        verbose=2,
+    ).history
+
+
+def _evaluate(model, validation) -> dict:
+    """The model's loss and metrics on the validation data."""
+    return model.evaluate(validation, return_dict=True, verbose=0)
+
+
 def _choose_blends(model, validation, linear_fit: dict) -> dict:
     """Per task, the linear weight of the blend that validation prefers."""
     probabilities = model.predict(
@@ -350,17 +588,84 @@ def _choose_blends(model, validation, linear_fit: dict) -> dict:
     return chosen
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+def _gate_statistics(model, validation, config) -> dict | None:
+    """The gates' statistics on validation rows; None without gates."""
+    if config["body"] not in GATED_BODIES:
+        return None
+    batch_size = config["batch_size"]
+    return gate_statistics(
+        collect_gate_weights(
+            model.gate_model(),
+            _gate_data(validation, batch_size),
+            batch_size=batch_size,
+        )
+    )
+
+
+def _summary(
+    config,
+    data: _Transformed,
+    labels: _LabelCounts,
+    history: dict,
+    replicas: int,
+    final: dict,
+    network: dict,
+    blends: dict | None,
+    gates: dict | None,
+) -> dict:
+    """The content of `training_summary.json`."""
+    val_losses = history["val_loss"]
+    best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
+    return {
+        "epochs_run": len(val_losses),
+        "replicas": replicas,
+        "best_epoch": best_epoch,
+        "best_val_loss": None if best_epoch is None else val_losses[best_epoch],
+        "validation_metrics": final,
+        "network_validation_metrics": network,
+        "linear": blends,
+        "history": history,
+        "tasks": {
+            t: {
+                "column": data.columns[t],
+                "num_classes": len(data.class_names[t]),
+                "class_names": data.class_names[t],
+                "train_label_counts": labels.counts[t].tolist(),
+                "validation_label_counts": labels.val_counts[t].tolist(),
+            }
+            for t in data.tasks
+        },
+        "train_rows": labels.rows,
+        "validation_rows": labels.val_rows,
+        "vocabulary_size": data.vocabulary_size,
+        "sequence_length": data.sequence_length,
+        "config": {
+            k: v
+            for k, v in config.items()
+            if k not in ("preprocessing", "tasks")
+        },
+        "preprocessing": config["preprocessing"].to_dict(),
+        "gates": gates,
+    }
+
+
+def _write_summary(run_dir: str, summary: dict) -> None:
+    """Writes `summary` as `training_summary.json` into `run_dir`."""
+    tf.io.gfile.makedirs(run_dir)
+    with tf.io.gfile.GFile(os.path.join(run_dir, SUMMARY_FILE), "w") as f:
+        json.dump(_jsonable(summary), f, indent=2)
+
+
+def _export(model, data: _Transformed, config, serving_model_dir) -> None:
+    """Exports the SavedModel for serving, the Transform graph inside."""
+    export.export_serving_model(
+        model,
+        data.tft_output,
+        serving_model_dir,
+        text_columns=config["preprocessing"].text_columns,
+        label_columns=config["transform_label_columns"],
+        class_names=data.class_names,
+    )
 
 
 # TFX Trainer calls this.
@@ -374,234 +679,38 @@ def run_fn(fn_args) -> None:
             `serving_model_dir`.
     """
     config = _config(fn_args.custom_config)
-    prep = config["preprocessing"]
-    # `transform_output` is the deprecated name of `transform_graph_path`.
-    tft_output = tft.TFTransformOutput(
-        getattr(fn_args, "transform_graph_path", None)
-        or fn_args.transform_output
-    )
-    columns = {features.task_name(c): c for c in prep.label_columns}
-    tasks = list(columns)
-    reads_from = resolve_reads_from(
-        config.get("reads_from"), prep.label_columns
-    )
-    spec = tft_output.transformed_feature_spec()
-    missing = [
-        features.label_key(t)
-        for t in tasks
-        if features.label_key(t) not in spec
-    ]
-    if missing:
-        raise ValueError(
-            f"Label features {missing!r} are not in the Transform output. "
-            f"Its features: {sorted(spec)!r}"
-        )
-    sequence_length = int(spec[features.TOKEN_IDS].shape[0])
-    vocabulary_size = (
-        tft_output.vocabulary_size_by_name(features.TOKEN_VOCABULARY)
-        + 1  # padding id 0
-        + prep.num_oov_buckets
-    )
-    class_names = _class_names(tft_output, columns)
-    num_classes = {t: len(class_names[t]) for t in tasks}
-    for task, expected in (config.get("tasks") or {}).items():
-        if task in num_classes and expected != num_classes[task]:
-            logging.warning(
-                "Task %r: %d classes in the training split's vocabulary, %d "
-                "in the pipeline's tasks; using the vocabulary.",
-                task,
-                num_classes[task],
-                expected,
-            )
-
-    def in_order(files, terms=False):
-        return _dataset(
-            fn_args,
-            tft_output,
-            files,
-            tasks,
-            _COUNT_BATCH,
-            shuffle=False,
-            terms=terms,
-        )
-
-    rows, counts = _label_counts(
-        in_order(fn_args.train_files),
-        num_classes,
-    )
-    _check_trainable(columns, counts, fn_args.train_files, rows)
-    val_rows, val_counts = _label_counts(
-        in_order(fn_args.eval_files),
-        num_classes,
-    )
-    if val_rows == 0:
-        raise ValueError(
-            "The validation data has no rows; early stopping needs some. "
-            f"Files: {fn_args.eval_files!r}"
-        )
-
+    data = _read_transform_output(fn_args, config)
+    labels = _count_labels(fn_args, data)
     seed = config.get("seed")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    batch_size = config["batch_size"]
-    terms = bool(config.get("linear"))
-    train = _dataset(
-        fn_args,
-        tft_output,
-        fn_args.train_files,
-        tasks,
-        batch_size,
-        shuffle=True,
-        seed=seed,
-        terms=terms,
-    ).prefetch(tf.data.AUTOTUNE)
-    validation = _dataset(
-        fn_args,
-        tft_output,
-        fn_args.eval_files,
-        tasks,
-        batch_size,
-        shuffle=False,
-        terms=terms,
-    ).cache()
-
+    train, validation = _datasets(fn_args, data, labels, config)
     strategy = _strategy(config["distribution"])
-    with strategy.scope():
-        model = MultiTaskModel(
-            tasks=[
-                Task(t, num_classes[t], reads_from=reads_from.get(t, ()))
-                for t in tasks
-            ],
-            body=config["body"],
-            body_config=config.get("body_config"),
-            text_encoder={
-                "vocabulary_size": vocabulary_size,
-                "embedding_dim": config["embedding_dim"],
-                "encoder": config["encoder"],
-                "max_length": sequence_length,
-                "skip_padding": config["skip_padding"],
-                **(config.get("text_encoder_config") or {}),
-            },
-            sequence_length=sequence_length,
-            tower_units=config["tower_units"],
-            dropout=config["dropout"],
-            loss_weighting=config["loss_weighting"],
-            wide=config.get("wide"),
-            linear=(
-                {
-                    "vocabulary_size": tft_output.vocabulary_size_by_name(
-                        features.TERM_VOCABULARY
-                    )
-                    + tft_output.vocabulary_size_by_name(
-                        features.BIGRAM_VOCABULARY
-                    )
-                    + 1  # padding id 0
-                }
-                if terms
-                else None
-            ),
-        )
-        model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
-
+    model = _build_model(config, data, strategy)
     linear_fit = (
-        _fit_linear(
-            model,
-            in_order(fn_args.train_files, terms=True),
-            validation,
-            tasks,
-            num_classes,
-            seed,
-        )
-        if terms
+        _fit_linear(fn_args, model, data, validation, seed)
+        if config.get("linear")
         else None
     )
-    gated = config["body"] in GATED_BODIES
-    gate_data = validation.take(max(1, GATE_EXAMPLES // batch_size))
-    diagnostics = (
-        GateDiagnostics(
-            gate_data, log_dir=fn_args.model_run_dir, batch_size=batch_size
-        )
-        if gated
-        else None
-    )
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss",
-        patience=config["early_stopping_patience"],
-        restore_best_weights=True,
-    )
-    callbacks = [
-        *([diagnostics] if diagnostics else []),
-        early_stopping,
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-    ]
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=config["epochs"],
-        callbacks=callbacks,
-        verbose=2,
-    ).history
-
+    run_dir = fn_args.model_run_dir
+    history = _train_network(model, train, validation, config, run_dir)
     # The restored (best) weights, measured again; then with the blends.
-    network = model.evaluate(validation, return_dict=True, verbose=0)
-    blends = None
-    final = network
-    if linear_fit:
-        blends = _choose_blends(model, validation, linear_fit)
-        final = model.evaluate(validation, return_dict=True, verbose=0)
-    val_losses = history["val_loss"]
-    best_epoch = int(np.nanargmin(val_losses)) if val_losses else None
-    summary = {
-        "epochs_run": len(val_losses),
-        "replicas": strategy.num_replicas_in_sync,
-        "best_epoch": best_epoch,
-        "best_val_loss": None if best_epoch is None else val_losses[best_epoch],
-        "validation_metrics": final,
-        "network_validation_metrics": network,
-        "linear": blends,
-        "history": history,
-        "tasks": {
-            t: {
-                "column": columns[t],
-                "num_classes": num_classes[t],
-                "class_names": class_names[t],
-                "train_label_counts": counts[t].tolist(),
-                "validation_label_counts": val_counts[t].tolist(),
-            }
-            for t in tasks
-        },
-        "train_rows": rows,
-        "validation_rows": val_rows,
-        "vocabulary_size": vocabulary_size,
-        "sequence_length": sequence_length,
-        "config": {
-            k: v
-            for k, v in config.items()
-            if k not in ("preprocessing", "tasks")
-        },
-        "preprocessing": prep.to_dict(),
-        "gates": (
-            gate_diagnostics.gate_statistics(
-                gate_diagnostics.collect_gate_weights(
-                    model.gate_model(), gate_data, batch_size=batch_size
-                )
-            )
-            if gated
-            else None
-        ),
-    }
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(
-        os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w"
-    ) as f:
-        json.dump(_jsonable(summary), f, indent=2)
-    model.save(os.path.join(fn_args.model_run_dir, KERAS_MODEL_FILE))
-
-    export.export_serving_model(
-        model,
-        tft_output,
-        fn_args.serving_model_dir,
-        text_columns=prep.text_columns,
-        label_columns=config["transform_label_columns"],
-        class_names=class_names,
+    network = _evaluate(model, validation)
+    blends = (
+        _choose_blends(model, validation, linear_fit) if linear_fit else None
     )
+    final = _evaluate(model, validation) if linear_fit else network
+    summary = _summary(
+        config,
+        data,
+        labels,
+        history,
+        replicas=strategy.num_replicas_in_sync,
+        final=final,
+        network=network,
+        blends=blends,
+        gates=_gate_statistics(model, validation, config),
+    )
+    _write_summary(run_dir, summary)
+    model.save(os.path.join(run_dir, KERAS_MODEL_FILE))
+    _export(model, data, config, fn_args.serving_model_dir)
