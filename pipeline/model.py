@@ -101,12 +101,14 @@ def _dataset(
     shuffle: bool,
     seed: int | None = None,
     terms: bool = False,
+    rows: int | None = None,
 ) -> tf.data.Dataset:
     """Transformed examples -> `(inputs, {task: label int32})`.
 
     `inputs` is the int32 token ids, or with `terms` a dict that adds each
     text's term ids (int32) and counts (float32), padded with 0 to the
-    batch's longest.
+    batch's longest. With `rows` (the files' row count), the dataset has a
+    known number of batches.
     """
     dataset = fn_args.data_accessor.tf_dataset_factory(
         files,
@@ -130,7 +132,15 @@ def _dataset(
         }  # (batch,) each, -1 = missing
         return x, y
 
-    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
+    if rows is None:
+        return dataset
+    # Keras ends a pass over a dataset of unknown length only when a step
+    # finds no data: it warns "Your input ran out of data", and that empty
+    # step still counts in the per-task loss means (`<task>_loss`).
+    return dataset.apply(
+        tf.data.experimental.assert_cardinality(math.ceil(rows / batch_size))
+    )
 
 
 def _label_counts(dataset: tf.data.Dataset, num_classes: dict) -> tuple:
@@ -424,6 +434,7 @@ def _datasets(fn_args, data: _Transformed, labels: _LabelCounts, config):
         shuffle=True,
         seed=config.get("seed"),
         terms=terms,
+        rows=labels.rows,
     ).prefetch(tf.data.AUTOTUNE)
     validation = _dataset(
         fn_args,
@@ -433,6 +444,7 @@ def _datasets(fn_args, data: _Transformed, labels: _LabelCounts, config):
         config["batch_size"],
         shuffle=False,
         terms=terms,
+        rows=labels.val_rows,
     ).cache()
     return train, validation
 

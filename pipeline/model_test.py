@@ -63,6 +63,15 @@ def test_run_fn_trains_and_writes_summary(trained):
     history = summary["history"]
     assert history["loss"][-1] < history["loss"][0]
     assert summary["best_val_loss"] == min(history["val_loss"])
+    # Fixed task weights of 1 and full training batches: the loss is the
+    # sum of the task losses (each pass ends at its last batch).
+    np.testing.assert_allclose(
+        history["loss"],
+        np.add(
+            history["recommended_ind_loss"], history["department_name_loss"]
+        ),
+        rtol=1e-5,
+    )
     # The restored weights are the best epoch's (before the blends).
     np.testing.assert_allclose(
         summary["network_validation_metrics"]["loss"],
