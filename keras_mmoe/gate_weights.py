@@ -19,15 +19,22 @@ from keras_mmoe import _validation
 _ROW_SUM_TOLERANCE = 1e-2
 
 
+def _float64(values) -> np.ndarray | None:
+    """`values` as a float64 array, or None if they are not numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
 def _as_gate_matrix(task: str, weights) -> np.ndarray:
     """Checks one task's weights; returns float64 rows renormalized to 1."""
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    w = _float64(weights)
+    if w is None:
         raise ValueError(
             f"Gate weights of task {task!r} must be a numeric 2-D array "
             f"(batch, num_experts). Received: {weights!r}"
-        ) from e
+        )
     if w.ndim != 2:
         raise ValueError(
             f"Gate weights of task {task!r} must be 2-D (batch, "
@@ -65,15 +72,10 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 def _as_distribution(name: str, values) -> np.ndarray:
     """A non-empty 1-D array of non-negative weights, scaled to sum to 1."""
-    try:
-        p = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"`{name}` expected a 1-D array of non-negative numbers. "
-            f"Received: {name}={values!r}"
-        ) from e
+    p = _float64(values)
     if (
-        p.ndim != 1
+        p is None
+        or p.ndim != 1
         or not p.size
         or not np.all(np.isfinite(p))
         or np.any(p < 0)
