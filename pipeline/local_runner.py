@@ -30,6 +30,26 @@ class RunPaths:
         return os.path.join(self.output, "serving")
 
 
+def pushed_tasks(serving_model_dir: str) -> dict[str, int] | None:
+    """{task: number of classes} of the newest pushed version, read from its
+    label vocabularies; None when nothing was pushed."""
+    versions = (
+        [v for v in os.listdir(serving_model_dir) if v.isdigit()]
+        if os.path.isdir(serving_model_dir)
+        else []
+    )
+    if not versions:
+        return None
+    assets = os.path.join(serving_model_dir, max(versions, key=int), "assets")
+    suffix = features.label_vocabulary_name("")
+    tasks = {}
+    for name in os.listdir(assets) if os.path.isdir(assets) else []:
+        if name.endswith(suffix) and name != suffix:
+            with open(os.path.join(assets, name), "rb") as f:
+                tasks[name[: -len(suffix)]] = len(f.read().splitlines())
+    return tasks
+
+
 def run(
     data: str,
     text_columns: list[str],
@@ -63,6 +83,14 @@ def run(
         if summary.split_column
         else os.path.join(paths.data_root, "all")
     )
+    serving_model_dir = os.path.join(paths.serving_root, model_name)
+    pushed = pushed_tasks(serving_model_dir)
+    compare = pushed is None or pushed == summary.num_classes
+    if not compare:
+        summary.warnings.append(
+            f"The last pushed model predicts other tasks ({pushed}); this "
+            "run is evaluated without comparing to it."
+        )
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=paths.pipeline_root,
@@ -71,7 +99,8 @@ def run(
         tasks=summary.num_classes,
         trainer_config={**configs.TRAINER_DEFAULTS, **(trainer_config or {})},
         code_version=code_version.fingerprint(),
-        serving_model_dir=os.path.join(paths.serving_root, model_name),
+        serving_model_dir=serving_model_dir,
+        compare_with_blessed=compare,
         split_column=summary.split_column,
         input_format=summary.input_format,
         lower_bounds=lower_bounds,

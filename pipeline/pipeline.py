@@ -111,6 +111,7 @@ def create_pipeline(
     enable_cache: bool = True,
     input_format: str = "csv",
     code_version: str = "",
+    compare_with_blessed: bool = True,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> Statistics/Schema/Validator -> Transform -> Trainer ->
     Evaluator (against the last blessed model) -> Pusher.
@@ -131,6 +132,9 @@ def create_pipeline(
         code_version: `pipeline.code_version.fingerprint()`, put in the
             Transform's and Trainer's custom_config so that a code change
             misses the cache.
+        compare_with_blessed: False to evaluate without the last blessed
+            model (e.g. it predicts other tasks): no baseline, no
+            `change_threshold`.
     """
     if split_column:
         input_config = example_gen_pb2.Input(
@@ -198,17 +202,23 @@ def create_pipeline(
             "code_version": code_version,
         },
     )
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ModelBlessing
-        ),
-    ).with_id("latest_blessed_model_resolver")
+    baseline = []
+    if compare_with_blessed:
+        baseline.append(
+            tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                model_blessing=tfx.dsl.Channel(
+                    type=tfx.types.standard_artifacts.ModelBlessing
+                ),
+            ).with_id("latest_blessed_model_resolver")
+        )
+    else:
+        change_threshold = None
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=baseline[0].outputs["model"] if baseline else None,
         eval_config=eval_config(tasks, lower_bounds, change_threshold),
         example_splits=["test"],
     )
@@ -231,7 +241,7 @@ def create_pipeline(
             example_validator,
             transform,
             trainer,
-            model_resolver,
+            *baseline,
             evaluator,
             pusher,
         ],

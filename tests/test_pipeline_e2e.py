@@ -109,6 +109,20 @@ def test_model_was_pushed_whole(run):
     )
 
 
+def test_an_unchanged_rerun_pushes_nothing_new(run):
+    """The second run's Evaluator blesses the same model again; no pushed
+    version may be a byte-identical copy of another."""
+    from pipeline import atomic_pusher
+
+    paths, _, _ = run
+    base = os.path.join(paths.serving_root, "mmoe")
+    digests = [
+        atomic_pusher._tree_digest(os.path.join(base, v))
+        for v in os.listdir(base)
+    ]
+    assert len(set(digests)) == len(digests)
+
+
 def test_pushed_model_holds_the_serving_contract(run):
     """Loaded in a process importing only TensorFlow and TF-Text; the same
     check `python -m serving.contract` runs on the demo's model."""
@@ -227,3 +241,30 @@ def test_a_model_below_its_bound_is_not_pushed(small_csv, tmp_path):
     assert not os.path.exists(os.path.join(paths.serving_root, "mmoe")) or (
         os.listdir(os.path.join(paths.serving_root, "mmoe")) == []
     )
+
+
+def test_a_rerun_with_another_task_is_evaluated_without_the_old_model(
+    run, small_csv
+):
+    """The last pushed model lacks the new task, so comparing with it would
+    fail; the run says so and is evaluated on its own."""
+    from pipeline import local_runner
+
+    paths, _, _ = run
+    _, summary = local_runner.run(
+        data=small_csv,
+        text_columns=TEXT,
+        label_columns=[*LABELS, "Division Name"],
+        output=paths.output,
+        trainer_config={"epochs": 1, "encoder": "mean", "seed": 0},
+        lower_bounds={"recommended_ind": 0.0},
+    )
+    assert any("other tasks" in w for w in summary.warnings), summary.warnings
+    assert local_runner.pushed_tasks(
+        os.path.join(paths.serving_root, "mmoe")
+    ) == {
+        "recommended_ind": 2,
+        "rating": 5,
+        "department_name": summary.num_classes["department_name"],
+        "division_name": summary.num_classes["division_name"],
+    }
