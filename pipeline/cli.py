@@ -6,7 +6,9 @@ import logging
 import os
 import sys
 import time
+import warnings
 
+from pipeline import configs
 from serving.features import EXIT_BAD_INPUT
 
 
@@ -26,9 +28,9 @@ class _BodyNames:
 class _ComponentProgress(logging.Handler):
     """Prints LocalDagRunner's component start/finish lines as progress."""
 
-    def __init__(self, out=sys.stdout):
+    def __init__(self, out=None):
         super().__init__(level=logging.INFO)
-        self.out = out
+        self.out = out  # None: sys.stdout at each print.
         self.started = {}
 
     def emit(self, record):
@@ -38,26 +40,63 @@ class _ComponentProgress(logging.Handler):
         name = message.split(" ")[1]
         if message.endswith(" is running."):
             self.started[name] = time.perf_counter()
-            print(f"  {name} ...", file=self.out, flush=True)
+            print(f"  {name} ...", file=self.out or sys.stdout, flush=True)
         elif message.endswith(" is finished."):
             took = time.perf_counter() - self.started.get(name, 0)
-            print(f"  {name} done ({took:.0f} s)", file=self.out, flush=True)
+            print(
+                f"  {name} done ({took:.0f} s)",
+                file=self.out or sys.stdout,
+                flush=True,
+            )
 
 
-def _quiet_logs():
-    """Only warnings and per-component progress reach the terminal."""
-    import warnings
+def _wants_verbose(argv) -> bool:
+    """Whether `argv` asks for `--verbose`, read before the full parse
+    (which may load TensorFlow to check a `--body` value)."""
+    pre = argparse.ArgumentParser(prog="mmoe", add_help=False)
+    pre.add_argument("--verbose", action="store_true")
+    return pre.parse_known_args(argv)[0].verbose
 
+
+def _set_up_console(verbose: bool) -> None:
+    """Quiet unless `verbose`; runs before TensorFlow is imported.
+
+    Quiet: TensorFlow's C++ log is off (it prints CUDA plugin and oneDNN
+    notices while loading; a failing op still raises its error in Python),
+    and deprecation and future warnings are ignored. `verbose` leaves both
+    as the environment has them, and the Trainer prints Keras's own output
+    per epoch (`configs.VERBOSE_ENV`).
+    """
+    if verbose:
+        os.environ[configs.VERBOSE_ENV] = "1"
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _log_to_console(verbose: bool) -> None:
+    """Per-component progress to stdout; log records of level ERROR and up
+    (WARNING with `verbose`) to stderr."""
     import absl.logging
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # TFX logs each component's start and end at INFO, through absl.
     absl.logging.set_verbosity(absl.logging.INFO)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    level = logging.WARNING if verbose else logging.ERROR
     for handler in root.handlers:
-        handler.setLevel(logging.WARNING)
+        handler.setLevel(level)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    root.addHandler(console)
     root.addHandler(_ComponentProgress())
+    # TensorFlow gives its logger a handler of its own when it loads before
+    # the root logger has one; its records go through the root's instead.
+    tf_logger = logging.getLogger("tensorflow")
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
 
 
 def _parse_bounds(values):
@@ -132,7 +171,7 @@ def cmd_run(args) -> int:
     trainer_config["body"] = args.body
     if args.epochs is not None:
         trainer_config["epochs"] = args.epochs
-    _quiet_logs()
+    _log_to_console(args.verbose)
     from pipeline import report
 
     paths, summary = local_runner.run(
@@ -225,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         "splits and print it beside the model (CSV input only)",
     )
     run.add_argument("--no-cache", action="store_true")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the warnings of TensorFlow, TFX and Beam, TensorFlow's "
+        "C++ log (as TF_CPP_MIN_LOG_LEVEL sets it) and Keras's own output "
+        "per epoch instead of one line per epoch",
+    )
     run.set_defaults(func=cmd_run)
 
     predict = commands.add_parser("predict", help="predict with a model")
@@ -244,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _set_up_console(_wants_verbose(argv))
     args = build_parser().parse_args(argv)
     return args.func(args)
 

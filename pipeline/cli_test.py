@@ -1,6 +1,21 @@
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
-from pipeline import cli
+from pipeline import cli, configs
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _console_env(monkeypatch):
+    """`cli.main` sets these for TensorFlow; each test gets them back."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv(configs.VERBOSE_ENV, raising=False)
 
 
 def test_trainer_args_are_json_or_strings():
@@ -74,3 +89,100 @@ def test_baseline_is_off_unless_asked():
     parser = cli.build_parser()
     assert parser.parse_args(run).baseline is False
     assert parser.parse_args([*run, "--baseline"]).baseline is True
+
+
+def test_verbose_is_off_unless_asked():
+    run = ["run", "--data", "d.csv", "--text-column", "t"]
+    run += ["--label-columns", "y", "--output", "o"]
+    parser = cli.build_parser()
+    assert parser.parse_args(run).verbose is False
+    assert parser.parse_args([*run, "--verbose"]).verbose is True
+    assert not cli._wants_verbose(run)
+    assert cli._wants_verbose([*run, "--verbose"])
+
+
+def test_the_console_is_quiet_unless_verbose():
+    cli._set_up_console(verbose=False)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert configs.VERBOSE_ENV not in os.environ
+    del os.environ["TF_CPP_MIN_LOG_LEVEL"]
+    cli._set_up_console(verbose=True)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert os.environ[configs.VERBOSE_ENV] == "1"
+
+
+def test_bad_input_prints_one_line_though_tensorflow_loaded():
+    """`python -m pipeline.cli run` refusing a `reads_from` after loading
+    the Trainer module (TensorFlow, tf.Transform, tfx_bsl), in an
+    environment that does not quiet TensorFlow itself."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--data",
+            "never_read.csv",
+            "--text-column",
+            "t",
+            "--label-columns",
+            "y",
+            "--output",
+            "never_written",
+            "--trainer-arg",
+            'reads_from={"y": ["stars"]}',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**env, "KERAS_BACKEND": "tensorflow"},
+        timeout=300,
+    )
+    assert result.returncode == cli.EXIT_BAD_INPUT
+    assert result.stderr.strip().splitlines() == [
+        "mmoe: `reads_from` names unknown task(s) ['stars']: expected label "
+        "columns ['y'] or task names ['y']."
+    ]
+    assert not (ROOT / "never_written").exists()
+
+
+@pytest.fixture
+def restored_logging():
+    """The root and TensorFlow loggers and absl's verbosity, as they were."""
+    import absl.logging
+
+    loggers = [logging.getLogger(), logging.getLogger("tensorflow")]
+    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]
+    verbosity = absl.logging.get_verbosity()
+    yield
+    for lg, level, handlers in saved:
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+    absl.logging.set_verbosity(verbosity)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_console_shows_progress_and_errors(verbose, restored_logging, capsys):
+    import absl.logging
+
+    tf_logger = logging.getLogger("tensorflow")
+    # What TensorFlow does when it loads before the root logger has a handler.
+    tf_logger.addHandler(logging.StreamHandler(sys.stderr))
+    cli._log_to_console(verbose)
+    absl.logging.info("Component Trainer is running.")
+    absl.logging.info("Some detail.")
+    tf_logger.info("Assets written.")
+    tf_logger.warning("A deprecation.")
+    absl.logging.error("Execution 7 failed.")
+    absl.logging.info("Component Trainer is finished.")
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "  Trainer ..."
+    assert out.splitlines()[1].startswith("  Trainer done (")
+    assert len(out.splitlines()) == 2
+    warnings = ["WARNING:tensorflow:A deprecation."] if verbose else []
+    assert err.splitlines() == [*warnings, "ERROR:absl:Execution 7 failed."]

@@ -47,3 +47,8 @@ CHANGE_THRESHOLD = 0.05
 
 # Fraction of rows per split when the data has no `split` column (hash split).
 HASH_BUCKETS = {"train": 8, "validation": 1, "test": 1}
+
+# Set (to anything but "" or "0") in the environment, the Trainer prints
+# Keras's own per-epoch output instead of one line per epoch; `mmoe run
+# --verbose` sets it.
+VERBOSE_ENV = "MMOE_VERBOSE"

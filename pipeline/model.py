@@ -33,6 +33,8 @@ gated bodies), `model.keras`, and `training_summary.json` (epochs run, best
 validation loss, per-task label counts, final metrics, gate statistics).
 `fn_args.train_steps` (TrainArgs.num_steps) is not used: training runs
 `epochs` passes over the data, stopped early on the validation loss.
+Progress is one line per epoch (`pipeline.epoch_progress`), or Keras's own
+output when the environment sets `MMOE_VERBOSE` (`mmoe run --verbose`).
 """
 
 import dataclasses
@@ -59,6 +61,7 @@ from keras_mmoe import (
     reading_order,
 )
 from pipeline import configs, linear
+from pipeline.epoch_progress import EpochProgress
 from serving import export, features, preprocessing
 
 SUMMARY_FILE = "training_summary.json"
@@ -542,7 +545,12 @@ def _gate_data(validation: tf.data.Dataset, batch_size: int):
     return validation.take(max(1, GATE_EXAMPLES // batch_size))
 
 
-def _train_network(model, train, validation, config, run_dir) -> dict:
+def _keras_output() -> bool:
+    """Whether Keras prints its own per-epoch output (`VERBOSE_ENV`)."""
+    return os.environ.get(configs.VERBOSE_ENV, "") not in ("", "0")
+
+
+def _train_network(model, train, validation, data, config, run_dir) -> dict:
     """Fits, stopping early on the validation loss; returns the history."""
     batch_size = config["batch_size"]
     diagnostics = (
@@ -559,17 +567,19 @@ def _train_network(model, train, validation, config, run_dir) -> dict:
         patience=config["early_stopping_patience"],
         restore_best_weights=True,
     )
+    keras_output = _keras_output()
     callbacks = [
         *([diagnostics] if diagnostics else []),
         early_stopping,
         keras.callbacks.TensorBoard(log_dir=run_dir),
+        *([] if keras_output else [EpochProgress(data.num_classes)]),
     ]
     return model.fit(
         train,
         validation_data=validation,
         epochs=config["epochs"],
         callbacks=callbacks,
-        verbose=2,
+        verbose=2 if keras_output else 0,
     ).history
 
 
@@ -705,7 +715,7 @@ def run_fn(fn_args) -> None:
         else None
     )
     run_dir = fn_args.model_run_dir
-    history = _train_network(model, train, validation, config, run_dir)
+    history = _train_network(model, train, validation, data, config, run_dir)
     # The restored (best) weights, measured again; then with the blends.
     network = _evaluate(model, validation)
     blends = (

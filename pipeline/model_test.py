@@ -1,14 +1,19 @@
 """run_fn on a tiny Transform output: trains, summarizes, exports."""
 
+import contextlib
 import glob
+import io
 import json
 import os
+import types
+import warnings
+from unittest import mock
 
 import keras
 import numpy as np
 import pytest
 
-from pipeline import linear, testing
+from pipeline import configs, linear, testing
 from pipeline import model as trainer
 from serving import contract, export
 from serving import testing as serving_testing
@@ -51,12 +56,21 @@ def trained(tmp_path_factory):
         tiny, reads_from={serving_testing.RECOMMENDED: ["department_name"]}
     )
     fn_args = testing.trainer_fn_args(tiny, out, config)
-    trainer.run_fn(fn_args)
-    return tiny, fn_args
+    stdout = io.StringIO()
+    with (
+        mock.patch.dict(os.environ),
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(stdout),
+    ):
+        os.environ.pop(configs.VERBOSE_ENV, None)
+        warnings.simplefilter("always")
+        trainer.run_fn(fn_args)
+    console = types.SimpleNamespace(stdout=stdout.getvalue(), warnings=caught)
+    return tiny, fn_args, console
 
 
 def test_run_fn_trains_and_writes_summary(trained):
-    _, fn_args = trained
+    _, fn_args, _ = trained
     with open(os.path.join(fn_args.model_run_dir, trainer.SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert 1 <= summary["epochs_run"] <= 4
@@ -108,8 +122,22 @@ def test_run_fn_trains_and_writes_summary(trained):
         np.testing.assert_allclose(sum(stats["mean_weights"]), 1.0, rtol=1e-5)
 
 
+def test_run_fn_prints_one_line_per_epoch_and_no_keras_warning(trained):
+    _, fn_args, console = trained
+    with open(os.path.join(fn_args.model_run_dir, trainer.SUMMARY_FILE)) as f:
+        epochs_run = json.load(f)["epochs_run"]
+    lines = console.stdout.splitlines()
+    assert len(lines) == epochs_run
+    for epoch, line in enumerate(lines, 1):
+        assert line.startswith(f"  epoch {epoch}/4 "), line
+        assert "  recommended_ind auc " in line, line
+        assert "  department_name acc " in line, line
+    warned = [str(w.message) for w in console.warnings]
+    assert not [m for m in warned if "ran out of data" in m], warned
+
+
 def test_run_fn_writes_tensorboard_logs_with_gates(trained):
-    _, fn_args = trained
+    _, fn_args, _ = trained
     run_dir = fn_args.model_run_dir
     assert glob.glob(os.path.join(run_dir, "train", "events.out.*"))
     assert glob.glob(os.path.join(run_dir, "validation", "events.out.*"))
@@ -127,7 +155,7 @@ def test_run_fn_writes_tensorboard_logs_with_gates(trained):
 @pytest.fixture(scope="module")
 def served(trained, tmp_path_factory):
     """The exported model run in a process importing only TF + TF-Text."""
-    tiny, fn_args = trained
+    tiny, fn_args, _ = trained
     return contract.run_probe(
         fn_args.serving_model_dir,
         tiny.texts("validation") + tiny.texts("train"),
@@ -140,7 +168,7 @@ def test_exported_model_matches_the_keras_model(trained, served):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    tiny, fn_args = trained
+    tiny, fn_args, _ = trained
     texts = tiny.texts("validation") + tiny.texts("train")
     # The in-memory model (as run_fn saved it) on the same texts, through
     # the Transform layer with the text in the first text column.
@@ -178,7 +206,7 @@ def test_exported_model_matches_the_keras_model(trained, served):
 
 
 def test_serving_default_equals_predict_text(trained, served):
-    tiny, _ = trained
+    tiny, _, _ = trained
     n = len(tiny.raw_rows["validation"])
     for key, value in served["serving_default"].items():
         if key in TASKS or key.endswith("_probabilities"):
@@ -190,7 +218,7 @@ def test_serving_default_equals_predict_text(trained, served):
 
 
 def test_trained_model_learns_the_tiny_tasks(trained, served):
-    tiny, _ = trained
+    tiny, _, _ = trained
     predicted = served["predict_text"]["department_name_label"]
     truth = [
         row[serving_testing.DEPARTMENT][0].decode()
@@ -320,3 +348,14 @@ def test_run_fn_trains_under_mirrored_strategy_on_two_cpus(tmp_path):
     assert os.path.exists(
         os.path.join(tmp_path, "serving_model", "saved_model.pb")
     )
+
+
+@pytest.mark.parametrize(
+    "value, keras_output",
+    [(None, False), ("", False), ("0", False), ("1", True)],
+)
+def test_verbose_env_gives_keras_own_output(value, keras_output, monkeypatch):
+    monkeypatch.delenv(configs.VERBOSE_ENV, raising=False)
+    if value is not None:
+        monkeypatch.setenv(configs.VERBOSE_ENV, value)
+    assert trainer._keras_output() is keras_output
