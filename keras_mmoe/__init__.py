@@ -25,7 +25,7 @@ from keras_mmoe.omoe import OMoE
 from keras_mmoe.ple import PLE
 from keras_mmoe.shared_bottom import SharedBottom
 from keras_mmoe.task import Task
-from keras_mmoe.text_encoder import TextEncoder
+from keras_mmoe.text_encoder import ENCODERS, TextEncoder
 from keras_mmoe.tfidf_linear import TfidfLinear
 from keras_mmoe.transformer_block import TransformerBlock
 
@@ -37,6 +37,7 @@ __all__ = [
     "ExpertGate",
     "Experts",
     "BODY_NAMES",
+    "ENCODERS",
     "GATED_BODIES",
     "GateDiagnostics",
     "LogitBlend",

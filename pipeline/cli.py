@@ -11,6 +11,17 @@ import warnings
 from pipeline import configs
 from serving.features import EXIT_BAD_INPUT
 
+# `mmoe run` trained and evaluated a model that failed its quality gate.
+EXIT_NOT_PUSHED = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and exit code 2) instead of the usage
+    block followed by the error."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
+
 
 class _BodyNames:
     """`keras_mmoe.BODY_NAMES`, imported only when argparse checks a
@@ -99,16 +110,37 @@ def _log_to_console(verbose: bool) -> None:
         tf_logger.removeHandler(handler)
 
 
-def _parse_bounds(values):
+def _parse_bounds(values, label_columns) -> dict[str, float]:
+    """`--min-metric` TASK=NUMBER pairs -> {task name: bound}; TASK is a
+    label column or its task name. Raises a ValueError naming a task that
+    is not trained or a bound that is not a number in [0, 1]."""
+    from serving import features
+
+    tasks = {features.task_name(c): c for c in label_columns}
+    known = {**{c: t for t, c in tasks.items()}, **{t: t for t in tasks}}
     bounds = {}
     for value in values or []:
-        task, _, number = value.partition("=")
+        name, sep, number = value.partition("=")
+        if not sep:
+            raise ValueError(
+                f"--min-metric expects TASK=NUMBER. Received: {value!r}"
+            )
+        if name not in known:
+            raise ValueError(
+                f"--min-metric names {name!r}, which is not trained: expected "
+                f"one of the label columns {list(label_columns)} or their "
+                f"task names {list(tasks)}."
+            )
         try:
-            bounds[task] = float(number)
+            bound = float(number)
         except ValueError:
-            raise SystemExit(
-                f"mmoe: --min-metric expects TASK=NUMBER. Received: {value!r}"
-            ) from None
+            bound = float("nan")
+        if not 0.0 <= bound <= 1.0:
+            raise ValueError(
+                f"--min-metric {name} expects a number in [0, 1] (a test AUC "
+                f"or accuracy). Received: {number!r}"
+            )
+        bounds[known[name]] = bound
     return bounds
 
 
@@ -117,9 +149,8 @@ _EXTRA_TRAINER_KEYS = ("text_encoder_config",)
 
 
 def _parse_trainer_args(values) -> dict:
-    """KEY=VALUE pairs; VALUE is read as JSON when it parses, else a str."""
-    from pipeline import configs
-
+    """KEY=VALUE pairs; VALUE is read as JSON (a bare word is a string for
+    the settings that are strings), checked by kind."""
     known = sorted({*configs.TRAINER_DEFAULTS, *_EXTRA_TRAINER_KEYS})
     config = {}
     for value in values or []:
@@ -132,7 +163,13 @@ def _parse_trainer_args(values) -> dict:
         try:
             config[key] = json.loads(raw)
         except json.JSONDecodeError:
+            if not isinstance(configs.TRAINER_DEFAULTS.get(key), str):
+                raise ValueError(
+                    f"--trainer-arg {key} expects a JSON value. Received: "
+                    f"{raw!r}"
+                ) from None
             config[key] = raw
+    configs.check_trainer_config(config)
     return config
 
 
@@ -145,6 +182,8 @@ def cmd_run(args) -> int:
             from pipeline.model import resolve_reads_from
 
             resolve_reads_from(trainer_config["reads_from"], args.label_columns)
+        bounds = _parse_bounds(args.min_metric, args.label_columns)
+        _check_output(args.output)
     except ValueError as e:
         print(f"mmoe: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -168,6 +207,16 @@ def cmd_run(args) -> int:
         f"{summary.empty_texts} empty texts, missing labels "
         f"{summary.missing_labels}"
     )
+    if summary.skipped_rows:
+        more = summary.bad_rows_skipped - len(summary.skipped_rows[:3])
+        print(
+            "  skipped: "
+            + "; ".join(summary.skipped_rows[:3])
+            + (f"; and {more} more (metrics.json names 20)" if more else "")
+        )
+    for warning in summary.warnings:
+        print(f"  warning: {warning}")
+    ingest_warnings = list(summary.warnings)
     trainer_config["body"] = args.body
     if args.epochs is not None:
         trainer_config["epochs"] = args.epochs
@@ -181,27 +230,68 @@ def cmd_run(args) -> int:
         output=args.output,
         trainer_config=trainer_config,
         beam_args=args.beam_arg,
-        lower_bounds=_parse_bounds(args.min_metric),
+        lower_bounds=bounds,
         enable_cache=not args.no_cache,
         summary=summary,
     )
-    return 0 if report.write_report(paths, summary, args, sys.stdout) else 1
+    for warning in summary.warnings[len(ingest_warnings) :]:
+        print(f"  warning: {warning}")
+    if not report.write_report(paths, summary, args, sys.stdout):
+        return 1
+    failures = report.gate_failures(paths.metadata_path)
+    if failures:
+        print(
+            "mmoe: the model failed its quality gate, not pushed: "
+            + "; ".join(failures),
+            file=sys.stderr,
+        )
+        return EXIT_NOT_PUSHED
+    return 0
+
+
+def _check_output(output: str) -> None:
+    """A folder that exists or can be made, and can be written to."""
+    path = os.path.abspath(output)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output {output} is a file, not a folder.")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--output {output}: {existing} is a file.")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--output {output}: {existing} is not writable.")
 
 
 def cmd_predict(args) -> int:
     from serving import predict
 
+    def warn(message):
+        print(f"mmoe: warning: {message}", file=sys.stderr)
+
     try:
-        results = predict.predict_texts(args.model, args.texts)
-    except FileNotFoundError as e:
-        print(f"mmoe: {e}", file=sys.stderr)
+        results = predict.predict_texts(args.model, args.texts, warn=warn)
+    except (FileNotFoundError, predict.ModelError) as e:
+        print(" ".join(f"mmoe: {e}".split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(results, indent=2))
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1. Received: {text!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmoe", description="Multi-task text classification with MMoE."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -235,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BODY",
         help="the shared body: %(choices)s (default: %(default)s)",
     )
-    run.add_argument("--epochs", type=int)
+    run.add_argument("--epochs", type=_positive_int)
     run.add_argument(
         "--beam-arg",
         action="append",

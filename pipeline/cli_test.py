@@ -77,10 +77,86 @@ def test_unknown_reads_from_task_exits_2_before_any_work(tmp_path, capsys):
     assert "['stars']" in err and "['y', 'z']" in err
 
 
-def test_min_metric_bounds():
-    assert cli._parse_bounds(["rating=0.5", "x=1"]) == {"rating": 0.5, "x": 1.0}
-    with pytest.raises(SystemExit, match="TASK=NUMBER"):
-        cli._parse_bounds(["rating"])
+def test_min_metric_bounds_by_column_or_task():
+    columns = ["Rating", "Recommended IND"]
+    assert cli._parse_bounds(["Rating=0.5", "recommended_ind=1"], columns) == {
+        "rating": 0.5,
+        "recommended_ind": 1.0,
+    }
+    for value, message in [
+        ("rating", "TASK=NUMBER"),
+        ("Ratingg=0.5", "'Ratingg', which is not trained"),
+        ("rating=high", "number in \\[0, 1\\]"),
+        ("rating=1.5", "Received: '1.5'"),
+        ("rating=nan", "Received: 'nan'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            cli._parse_bounds([value], columns)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("epochs=0", "an integer >= 1"),
+        ("tower_units=[64", "expects a JSON value"),
+        ("tower_units=64", "JSON list"),
+        ("learning_rate=-1", "a number > 0"),
+        ("dropout=1", "[0, 1)"),
+        ("linear=yes", "expects a JSON value"),
+        ("encoder=lstm", "one of ['mean'"),
+        ("body_config=[1]", "JSON object"),
+    ],
+)
+def test_trainer_arg_values_of_the_wrong_kind_exit_2(
+    value, message, tmp_path, capsys
+):
+    assert message in _refused_run(tmp_path, capsys, value)
+
+
+def _run_args(tmp_path, *extra):
+    return [
+        "run",
+        "--data",
+        str(tmp_path / "never_read.csv"),
+        "--text-column",
+        "t",
+        "--label-columns",
+        "Rating",
+        "--output",
+        str(tmp_path / "out"),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--min-metric", "Ratingg=0.5"], "'Ratingg', which is not trained"),
+        (["--min-metric", "rating=high"], "number in [0, 1]"),
+        (["--epochs", "0"], "argument --epochs: expected an integer >= 1"),
+        (["--epochs", "-3"], "argument --epochs: expected an integer >= 1"),
+    ],
+)
+def test_bad_flags_exit_2_in_one_line_before_any_work(
+    extra, message, tmp_path, capsys
+):
+    with pytest.raises(SystemExit) as e:
+        code = cli.main(_run_args(tmp_path, *extra))
+        raise SystemExit(code)
+    assert e.value.code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_is_a_file_or_under_one_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    args = _run_args(tmp_path)
+    for output in ("file", "file/run"):
+        args[args.index("--output") + 1] = str(tmp_path / output)
+        assert cli.main(args) == cli.EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "is a file" in err, err
 
 
 def test_baseline_is_off_unless_asked():

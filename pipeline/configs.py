@@ -52,3 +52,59 @@ HASH_BUCKETS = {"train": 8, "validation": 1, "test": 1}
 # Keras's own per-epoch output instead of one line per epoch; `mmoe run
 # --verbose` sets it.
 VERBOSE_ENV = "MMOE_VERBOSE"
+
+
+def check_trainer_config(config: dict) -> None:
+    """Raises a ValueError naming the first `--trainer-arg` value of the
+    wrong kind, so `mmoe run` refuses it before any work."""
+
+    def fail(key, expected):
+        raise ValueError(
+            f"--trainer-arg {key} expected {expected}. Received: "
+            f"{key}={config[key]!r}"
+        )
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def integer(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key, value in config.items():
+        if key in ("epochs", "batch_size", "embedding_dim") and not (
+            integer(value) and value >= 1
+        ):
+            fail(key, "an integer >= 1")
+        if key == "early_stopping_patience" and not (
+            integer(value) and value >= 1
+        ):
+            fail(key, "an integer >= 1")
+        if key == "learning_rate" and not (number(value) and value > 0):
+            fail(key, "a number > 0")
+        if key == "dropout" and not (number(value) and 0 <= value < 1):
+            fail(key, "a number in [0, 1)")
+        if key == "tower_units" and not (
+            isinstance(value, list)
+            and all(integer(v) and v >= 1 for v in value)
+        ):
+            fail(key, "a JSON list of integers >= 1, e.g. [64]")
+        if key == "seed" and not (value is None or integer(value)):
+            fail(key, "an integer or null")
+        if key in ("linear", "skip_padding") and not isinstance(value, bool):
+            fail(key, "true or false")
+        if key in ("body_config", "wide", "reads_from", "text_encoder_config"):
+            if not (value is None or isinstance(value, dict)):
+                fail(key, 'a JSON object or null, e.g. {"num_experts": 4}')
+        if key == "loss_weighting" and value not in ("fixed", "uncertainty"):
+            fail(key, '"fixed" or "uncertainty"')
+        if key == "distribution" and value not in (
+            "default",
+            "mirrored",
+            "multi_worker_mirrored",
+        ):
+            fail(key, "default, mirrored or multi_worker_mirrored")
+        if key == "encoder":
+            from keras_mmoe import ENCODERS
+
+            if value not in ENCODERS:
+                fail(key, f"one of {list(ENCODERS)}")

@@ -179,6 +179,37 @@ def format_comparison(results, baseline_tasks) -> str:
     return "\n".join(lines)
 
 
+def gate_failures(metadata_path: str) -> list[str]:
+    """Why the newest run's Evaluator did not bless its model, one entry
+    per failed threshold (e.g. "rating_probabilities accuracy 0.517 below
+    the bound 0.99"); empty when it blessed it or did not run."""
+    outputs = run_outputs(metadata_path).get("Evaluator", {})
+    blessing, evaluation = outputs.get("blessing"), outputs.get("evaluation")
+    if blessing is None or os.path.exists(os.path.join(blessing, "BLESSED")):
+        return []
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            threshold = failure.metric_threshold
+            if threshold.HasField("change_threshold"):
+                limit = (
+                    "a drop against the last blessed model beyond "
+                    f"{-threshold.change_threshold.absolute.value:g}"
+                )
+            else:
+                bound = threshold.value_threshold.lower_bound.value
+                limit = f"below the bound {bound:g}"
+            failures.append(
+                f"{key.output_name} {key.name} "
+                f"{failure.metric_value.double_value.value:.4f}: {limit}"
+            )
+    return failures or ["the Evaluator did not bless it"]
+
+
 def write_report(paths, summary: ingest.IngestSummary, args, out) -> bool:
     """Writes metrics.json and gates.png into the output dir; prints a table.
 
