@@ -225,22 +225,32 @@ def test_a_tfrecord_of_examples_runs_through_import_example_gen(
 
 @pytest.mark.slow
 def test_a_model_below_its_bound_is_not_pushed(small_csv, tmp_path):
-    from pipeline import local_runner
-
-    paths, _ = local_runner.run(
-        data=small_csv,
-        text_columns=TEXT,
-        label_columns=LABELS,
-        output=str(tmp_path),
-        trainer_config={"epochs": 1, "embedding_dim": 8},
-        lower_bounds={"rating": 1.01},  # Accuracy can never reach it.
+    """`--min-metric` by label column name; the failed gate is named on
+    stderr and the command exits non-zero."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--data", small_csv]
+        + ["--text-column", *TEXT, "--label-columns", *LABELS]
+        + ["--output", str(out), "--epochs", "1"]
+        + ["--trainer-arg", "embedding_dim=8", "--trainer-arg", "linear=false"]
+        + ["--min-metric", "Rating=0.999"],  # Accuracy never reaches it.
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
     )
-    blessing = os.path.join(paths.pipeline_root, "Evaluator", "blessing")
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(
+        "mmoe: the model failed its quality gate, not pushed: "
+    ), result.stderr[-2000:]
+    assert "rating_probabilities sparse_categorical_accuracy 0." in last
+    assert "below the bound 0.999" in last
+    blessing = out / "tfx" / "Evaluator" / "blessing"
     (execution,) = os.listdir(blessing)
-    assert os.listdir(os.path.join(blessing, execution)) == ["NOT_BLESSED"]
-    assert not os.path.exists(os.path.join(paths.serving_root, "mmoe")) or (
-        os.listdir(os.path.join(paths.serving_root, "mmoe")) == []
-    )
+    assert os.listdir(blessing / execution) == ["NOT_BLESSED"]
+    serving = out / "serving" / "mmoe"
+    assert not serving.exists() or os.listdir(serving) == []
 
 
 def test_a_rerun_with_another_task_is_evaluated_without_the_old_model(
