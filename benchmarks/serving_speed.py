@@ -18,7 +18,7 @@ Throughput: batches of 64 and 256, reviews per second. The two are timed in
 interleaved blocks so they share the machine's drift. The signature's own
 overhead at a batch size is `1 - keras time / predict_text time`.
 
-Targets (issue 4, 2 CPU cores): p50 <= 2 ms for one review, >= 10,000
+Targets (2 CPU cores): p50 <= 2 ms for one review, >= 10,000
 reviews/s at batch 256, overhead < 20% at batch 256.
 """
 
