@@ -178,4 +178,42 @@ def assert_saves_and_loads(layer_factory, x, tmp_path):
     actual = keras.tree.flatten(loaded(x))
     assert len(expected) == len(actual)
     for e, a in zip(expected, actual, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a),
+            keras.ops.convert_to_numpy(e),
+            rtol=1e-6,
+        )
+
+
+def value_and_gradient(fn, x):
+    """`(fn(x), d fn(x) / dx)` as numpy, by the running backend's autodiff.
+
+    `fn` maps a float32 tensor to a scalar tensor.
+    """
+    import keras
+
+    x = np.asarray(x, dtype="float32")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            value = fn(variable)
+        grad = tape.gradient(value, variable)
+    elif backend == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(fn)(x)
+    elif backend == "torch":
+        import torch
+
+        tensor = torch.tensor(x, requires_grad=True)
+        value = fn(tensor)
+        value.backward()
+        value, grad = value.detach(), tensor.grad
+    else:
+        raise NotImplementedError(f"No gradient for backend {backend!r}")
+    return float(keras.ops.convert_to_numpy(value)), np.asarray(
+        keras.ops.convert_to_numpy(grad)
+    )

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.cgc import CGC
@@ -24,7 +25,9 @@ def test_outputs_equal_numpy_equations(shared_output):
     outputs = layer(X)
     assert len(outputs) == 3 + shared_output
     for out, ref in zip(outputs, expected, strict=True):
-        np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(out), ref, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_separate_task_and_shared_inputs():
@@ -43,7 +46,9 @@ def test_separate_task_and_shared_inputs():
         _testing.weights_of(layer), xs, 2, shared_output=True
     )
     for out, ref in zip(layer(xs), expected, strict=True):
-        np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(out), ref, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_gate_weights_cover_own_then_shared_experts():
@@ -57,7 +62,9 @@ def test_gate_weights_cover_own_then_shared_experts():
     _, gates = layer(X)
     assert [tuple(g.shape) for g in gates] == [(9, 4)] * 2
     for g in gates:
-        np.testing.assert_allclose(np.asarray(g).sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(g).sum(axis=1), 1.0, rtol=1e-6
+        )
 
 
 def test_wrong_number_of_inputs_is_named():

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.expert_gate import ExpertGate
@@ -17,28 +18,34 @@ def _gate(**kwargs):
 def test_gate_equals_softmax_of_affine_logits():
     gate = _gate(temperature=2.0)
     expected = _testing.gate(_testing.weights_of(gate), X, "", 2.0)
-    np.testing.assert_allclose(np.asarray(gate(X)), expected, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(gate(X)).sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(gate(X)), expected, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(gate(X)).sum(axis=1), 1.0, rtol=1e-6
+    )
 
 
 def test_temperature_towards_zero_gives_one_hot():
     gate = _gate(temperature=1e-4)
-    weights = np.asarray(gate(X))
-    logits = X @ np.asarray(gate.kernel) + np.asarray(gate.bias)
+    weights = ops.convert_to_numpy(gate(X))
+    logits = X @ ops.convert_to_numpy(gate.kernel) + ops.convert_to_numpy(
+        gate.bias
+    )
     np.testing.assert_allclose(
         weights, np.eye(5)[logits.argmax(axis=1)], atol=1e-6
     )
 
 
 def test_high_temperature_flattens():
-    flat = np.asarray(_gate(temperature=1e4)(X))
+    flat = ops.convert_to_numpy(_gate(temperature=1e4)(X))
     np.testing.assert_allclose(flat, 0.2, atol=1e-3)
 
 
 def test_gate_dropout_drops_experts_and_renormalizes():
     gate = _gate(dropout=0.5, seed=3)
-    full = np.asarray(gate(X))
-    dropped = np.asarray(gate(X, training=True))
+    full = ops.convert_to_numpy(gate(X))
+    dropped = ops.convert_to_numpy(gate(X, training=True))
     kept = dropped > 0
     assert 0 < (~kept).sum() < kept.size  # Some experts dropped, not all.
     assert kept.any(axis=1).all()  # Never every expert of a row.
@@ -47,13 +54,17 @@ def test_gate_dropout_drops_experts_and_renormalizes():
     renormalized = full * kept / (full * kept).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(dropped, renormalized, rtol=1e-5, atol=1e-7)
     # Inference is deterministic and untouched by dropout.
-    np.testing.assert_allclose(np.asarray(gate(X, training=False)), full)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(gate(X, training=False)), full
+    )
 
 
 def test_dropout_rate_is_about_the_rate():
     gate = _gate(dropout=0.3, seed=1)
     x = np.repeat(X, 200, axis=0)
-    dropped_fraction = (np.asarray(gate(x, training=True)) == 0).mean()
+    dropped_fraction = (
+        ops.convert_to_numpy(gate(x, training=True)) == 0
+    ).mean()
     assert 0.25 < dropped_fraction < 0.35
 
 

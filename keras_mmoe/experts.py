@@ -54,7 +54,7 @@ class Experts(keras.layers.Layer):
 
     Example:
     >>> experts = Experts(num_experts=4, units=[16, 8])
-    >>> experts(np.ones((2, 32))).shape
+    >>> tuple(experts(np.ones((2, 32))).shape)
     (2, 4, 8)
     """
 
@@ -148,7 +148,12 @@ class Experts(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        kernel = self.kernels[0]  # (blocks, in, experts_per_block, units0)
+        # A tensor, not the variable: ops.unstack passes a variable on to
+        # the backend as it is, and JAX's jit would then keep the variable
+        # as a constant of the compiled step, which has no value when the
+        # trainer runs it.
+        kernel = ops.convert_to_tensor(self.kernels[0])
+        # kernel: (blocks, in, experts_per_block, units0)
         blocks, in_dim = kernel.shape[:2]
         xs = inputs if self.num_groups > 1 else [inputs] * blocks
         biases = (

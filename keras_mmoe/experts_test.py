@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _initializers, _testing
 from keras_mmoe.experts import Experts, _column_blocks
@@ -12,7 +13,7 @@ def test_fused_experts_equal_a_per_expert_loop(units):
     layer = Experts(num_experts=4, units=units, name="experts")
     layer.build(x.shape)
     _testing.randomize(layer)
-    out = np.asarray(layer(x))
+    out = ops.convert_to_numpy(layer(x))
     expected = _testing.experts(_testing.weights_of(layer), x, prefix="")
     assert out.shape == (7, 4, np.atleast_1d(units)[-1])
     for e, h in enumerate(expected):
@@ -27,7 +28,7 @@ def test_experts_in_column_blocks_equal_a_per_expert_loop(units):
     layer.build(x.shape)
     assert tuple(layer.kernels[0].shape) == (4, 256, 2, 64)
     _testing.randomize(layer)
-    out = np.asarray(layer(x))
+    out = ops.convert_to_numpy(layer(x))
     expected = _testing.experts(_testing.weights_of(layer), x, prefix="")
     for e, h in enumerate(expected):
         np.testing.assert_allclose(out[:, e], h, rtol=1e-4, atol=1e-4)
@@ -55,13 +56,15 @@ def test_blocks_keep_each_experts_own_seeded_initial_values(num_groups):
     init = keras.initializers.GlorotUniform(seed=5)
     layer = Experts(8, 64, num_groups=num_groups, kernel_initializer=init)
     layer.build((None, 256) if num_groups == 1 else [(None, 256)] * 2)
-    k0 = np.asarray(layer.kernels[0])  # (blocks, in, per_block, units)
+    k0 = ops.convert_to_numpy(
+        layer.kernels[0]
+    )  # (blocks, in, per_block, units)
     assert k0.shape[0] in (4, 2)
     per_block = k0.shape[2]
     for e in range(8):
         np.testing.assert_array_equal(
             k0[e // per_block, :, e % per_block],
-            np.asarray(_initializers.clone(init, e)((256, 64))),
+            ops.convert_to_numpy(_initializers.clone(init, e)((256, 64))),
         )
 
 
@@ -71,7 +74,7 @@ def test_grouped_experts_read_their_own_input():
     layer = Experts(num_experts=6, units=[4, 2], num_groups=3, name="experts")
     layer.build([x.shape for x in xs])
     _testing.randomize(layer)
-    out = np.asarray(layer(xs))
+    out = ops.convert_to_numpy(layer(xs))
     expected = _testing.experts(_testing.weights_of(layer), xs, prefix="")
     for e, h in enumerate(expected):
         np.testing.assert_allclose(out[:, e], h, rtol=1e-5, atol=1e-5)
@@ -97,8 +100,8 @@ def test_each_expert_gets_its_own_initial_values(initializer, std):
         num_experts=4, units=[16, 16], kernel_initializer=initializer
     )
     layer.build((None, 32))
-    first = np.asarray(layer.kernels[0])[0]  # (in, experts, units)
-    deep = np.asarray(layer.kernels[1])  # (experts, in, out)
+    first = ops.convert_to_numpy(layer.kernels[0])[0]  # (in, experts, units)
+    deep = ops.convert_to_numpy(layer.kernels[1])  # (experts, in, out)
     for a in range(4):
         for b in range(a + 1, 4):
             assert not np.allclose(first[:, a], first[:, b])
@@ -112,7 +115,7 @@ def test_seeded_initializer_builds_the_same_experts_twice():
             2, 8, kernel_initializer=keras.initializers.GlorotUniform(seed=3)
         )
         layer.build((None, 4))
-        return np.asarray(layer.kernels[0])
+        return ops.convert_to_numpy(layer.kernels[0])
 
     np.testing.assert_array_equal(build(), build())
 

@@ -169,3 +169,19 @@ def test_callback_bad_arguments():
         GateDiagnostics(np.ones((2, 8)), write_images=True)
     with pytest.raises(ValueError, match="gate_model_fn"):
         GateDiagnostics(np.ones((2, 8)), gate_model_fn="gate_model")
+
+
+def test_tensorboard_without_its_package_fails_when_made(monkeypatch, tmp_path):
+    """TensorBoard files need the `tensorboard` package (not TensorFlow):
+    without it, asking for them fails at once, naming the package."""
+    find_spec = gate_diagnostics.importlib.util.find_spec
+    monkeypatch.setattr(
+        gate_diagnostics.importlib.util,
+        "find_spec",
+        lambda name, *args: (
+            None if name == "tensorboard" else find_spec(name, *args)
+        ),
+    )
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        GateDiagnostics(np.ones((2, 8)), log_dir=tmp_path)
+    assert GateDiagnostics(np.ones((2, 8))).log_dir is None

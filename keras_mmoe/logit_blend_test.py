@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe.logit_blend import LogitBlend
 
@@ -10,7 +11,9 @@ LINEAR = RNG.normal(size=(4, 3)).astype("float32")
 
 
 def test_defaults_give_the_first_input_alone():
-    np.testing.assert_allclose(np.asarray(LogitBlend()([DEEP, LINEAR])), DEEP)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(LogitBlend()([DEEP, LINEAR])), DEEP
+    )
 
 
 def test_set_blend_weighs_both_inputs():
@@ -18,7 +21,7 @@ def test_set_blend_weighs_both_inputs():
     layer([DEEP, LINEAR])
     layer.set_blend(0.3, 0.7)
     np.testing.assert_allclose(
-        np.asarray(layer([DEEP, LINEAR])),
+        ops.convert_to_numpy(layer([DEEP, LINEAR])),
         0.3 * DEEP + 0.7 * LINEAR,
         rtol=1e-6,
     )
@@ -45,7 +48,9 @@ def test_saves_and_loads_the_chosen_weights(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(
-        np.asarray(loaded([DEEP, LINEAR])), 0.2 * DEEP + 0.8 * LINEAR, rtol=1e-6
+        ops.convert_to_numpy(loaded([DEEP, LINEAR])),
+        0.2 * DEEP + 0.8 * LINEAR,
+        rtol=1e-6,
     )
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert restored.get_config() == layer.get_config()

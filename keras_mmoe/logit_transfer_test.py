@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.logit_transfer import LogitTransfer
@@ -17,7 +18,7 @@ def test_equals_concatenated_sources_times_kernel():
     _testing.randomize(layer)
     (kernel,) = layer.get_weights()
     np.testing.assert_allclose(
-        np.asarray(layer([RATING, OTHER])),
+        ops.convert_to_numpy(layer([RATING, OTHER])),
         RATING @ kernel[:5] + OTHER @ kernel[5:],
         rtol=1e-5,
         atol=1e-6,
@@ -25,7 +26,7 @@ def test_equals_concatenated_sources_times_kernel():
 
 
 def test_starts_at_zero():
-    out = np.asarray(LogitTransfer(1)([RATING]))
+    out = ops.convert_to_numpy(LogitTransfer(1)([RATING]))
     np.testing.assert_array_equal(out, np.zeros((4, 1)))
 
 
@@ -71,8 +72,8 @@ def test_saves_and_loads(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(
-        np.asarray(loaded([RATING, OTHER])),
-        np.asarray(model([RATING, OTHER])),
+        ops.convert_to_numpy(loaded([RATING, OTHER])),
+        ops.convert_to_numpy(model([RATING, OTHER])),
         rtol=1e-6,
     )
     assert loaded.get_layer("reads").stop_gradient is False

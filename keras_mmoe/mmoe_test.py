@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.mmoe import MMoE
@@ -15,7 +16,9 @@ def test_outputs_equal_numpy_equations(units):
     _testing.randomize(layer)
     expected = _testing.mmoe(_testing.weights_of(layer), X, num_tasks=2)
     for out, ref in zip(layer(X), expected, strict=True):
-        np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(out), ref, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_hand_set_weights_give_hand_computed_outputs():
@@ -30,8 +33,10 @@ def test_hand_set_weights_give_hand_computed_outputs():
     layer.gates[1].kernel.assign(np.zeros((1, 2)))
     layer.gates[1].bias.assign(np.zeros(2))
     out0, out1 = layer(np.ones((1, 1), "float32"))
-    np.testing.assert_allclose(np.asarray(out0), [[0.25 * 1 + 0.75 * 2]])
-    np.testing.assert_allclose(np.asarray(out1), [[1.5]])
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(out0), [[0.25 * 1 + 0.75 * 2]]
+    )
+    np.testing.assert_allclose(ops.convert_to_numpy(out1), [[1.5]])
 
 
 def test_return_gate_weights():
@@ -39,7 +44,9 @@ def test_return_gate_weights():
     outputs, gates = layer(X)
     assert [tuple(o.shape) for o in outputs] == [(9, 8)] * 3
     for g in gates:
-        np.testing.assert_allclose(np.asarray(g).sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(g).sum(axis=1), 1.0, rtol=1e-6
+        )
     assert layer.compute_output_shape((None, 6)) == (
         [(None, 8)] * 3,
         [(None, 4)] * 3,
@@ -68,11 +75,19 @@ def test_one_projection_for_all_gates_equals_each_gate_alone(
     assert len(gates) == num_tasks
     for gate, weights in zip(layer.gates, gates, strict=True):
         np.testing.assert_allclose(
-            np.asarray(weights), np.asarray(gate(X)), rtol=1e-5, atol=1e-6
+            ops.convert_to_numpy(weights),
+            ops.convert_to_numpy(gate(X)),
+            rtol=1e-5,
+            atol=1e-6,
         )
     # The gates differ, so a mixed-up slice would fail above.
     if num_tasks > 1:
-        assert np.abs(np.asarray(gates[0]) - np.asarray(gates[1])).max() > 0.05
+        assert (
+            np.abs(
+                ops.convert_to_numpy(gates[0]) - ops.convert_to_numpy(gates[1])
+            ).max()
+            > 0.05
+        )
 
 
 def test_task_gates_start_different():
@@ -197,10 +212,14 @@ def test_gate_dropout_draws_its_own_mask_for_every_gate():
     for gate in layer.gates[1:]:  # Identical gates: only the masks differ.
         gate.set_weights(layer.gates[0].get_weights())
     _, gates = layer(X, training=True)
-    dropped = [np.asarray(g) == 0 for g in gates]  # (batch, experts) each
+    dropped = [
+        ops.convert_to_numpy(g) == 0 for g in gates
+    ]  # (batch, experts) each
     for d in dropped:
         assert 0.2 < d.mean() < 0.8  # About half the experts dropped...
         np.testing.assert_allclose(d.sum(axis=1) < 6, True)  # ...every row.
     assert (dropped[0] != dropped[1]).any() and (dropped[1] != dropped[2]).any()
     for g in gates:  # Renormalized over the kept experts.
-        np.testing.assert_allclose(np.asarray(g).sum(axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(g).sum(axis=1), 1.0, rtol=1e-5
+        )

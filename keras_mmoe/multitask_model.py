@@ -347,7 +347,9 @@ class MultiTaskModel(keras.Model):
                 f"Body {self.body!r} has no gates; gate diagnostics need one "
                 f"of {GATED_BODIES}."
             )
-        return keras.Model(self.input, self._gate_outputs)
+        # A plain dict: the attribute is Keras's tracked dict, which JAX's
+        # compiled predict step cannot return.
+        return keras.Model(self.input, dict(self._gate_outputs))
 
     def linear_layer(self) -> TfidfLinear:
         """The `TfidfLinear` of a model built with `linear`.
@@ -387,6 +389,7 @@ class MultiTaskModel(keras.Model):
     def compile_from_config(self, config):
         # Keras skips models whose compile() is overridden; ours takes the
         # base arguments, so restore them the base way.
+        config = _portable_optimizer(config)
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
@@ -499,6 +502,25 @@ def reading_order(tasks: list[Task]) -> list[Task]:
     for task in tasks:
         visit(task)
     return order
+
+
+def _portable_optimizer(compile_config: dict) -> dict:
+    """The compile config with the optimizer named by its public class.
+
+    Under PyTorch, Keras makes `keras.optimizers.Adam` (and others) an
+    instance of a class of its torch backend and saves that module
+    (`keras.src.backend.torch.optimizers.torch_adam`), which other backends
+    cannot import. The public class of the same name has the same arguments
+    and variables.
+    """
+    optimizer = compile_config.get("optimizer")
+    if isinstance(optimizer, dict) and str(
+        optimizer.get("module", "")
+    ).startswith("keras.src.backend."):
+        optimizer = {**optimizer, "module": "keras.optimizers"}
+        optimizer.pop("registered_name", None)
+        compile_config = {**compile_config, "optimizer": optimizer}
+    return compile_config
 
 
 def _scale_for_replicas(loss):

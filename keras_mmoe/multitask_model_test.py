@@ -45,7 +45,9 @@ def test_every_body_gives_a_dict_of_heads_and_learns(body):
     out = model(x[:4])
     assert sorted(out) == ["a", "b"]
     assert tuple(out["a"].shape) == (4, 1)
-    np.testing.assert_allclose(np.asarray(out["b"]).sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(out["b"]).sum(axis=1), 1, rtol=1e-5
+    )
     model.compile(keras.optimizers.Adam(1e-2))
     history = model.fit(x, y, epochs=12, batch_size=64, verbose=0).history
     assert history["loss"][-1] < history["loss"][0] / 2.5, history["loss"]
@@ -105,7 +107,7 @@ def test_uncertainty_weighting_formula_and_learning():
     np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
     model.task_log_variances.assign([0.0, 0.0])
     model.fit(x, y, epochs=5, batch_size=64, verbose=0)
-    s = np.asarray(model.task_log_variances)
+    s = ops.convert_to_numpy(model.task_log_variances)
     assert np.all(np.isfinite(s)) and not np.allclose(s, 0.0)
 
 
@@ -116,7 +118,9 @@ def test_gate_model_rows_sum_to_one():
         assert sorted(gates) == ["a", "b"]
         for g in gates.values():
             assert tuple(g.shape) == (16, width)
-            np.testing.assert_allclose(ops.sum(g, axis=1), 1.0, rtol=1e-5)
+            np.testing.assert_allclose(
+                ops.convert_to_numpy(ops.sum(g, axis=1)), 1.0, rtol=1e-5
+            )
     with pytest.raises(ValueError, match="shared_bottom"):
         dense_model("shared_bottom").gate_model()
 
@@ -146,8 +150,8 @@ def test_text_model_saves_and_loads(body, tmp_path):
     assert loaded.compiled and loaded.loss_weighting == "uncertainty"
     for task in ("a", "b"):
         np.testing.assert_allclose(
-            np.asarray(loaded(ids)[task]),
-            np.asarray(model(ids)[task]),
+            ops.convert_to_numpy(loaded(ids)[task]),
+            ops.convert_to_numpy(model(ids)[task]),
             rtol=1e-6,
         )
 
@@ -164,21 +168,23 @@ def test_wide_logits_add_to_the_deep_logits():
     wide = model.get_layer("wide")
     rng = np.random.default_rng(2)
     wide.set_weights([rng.normal(size=w.shape) for w in wide.weights])
-    logits = np.asarray(wide(ids))  # (4, 1 + 3): task a, then task b.
+    logits = ops.convert_to_numpy(wide(ids))  # (4, 1 + 3): task a, then task b.
     deep = keras.Model(
         model.inputs,
         [model.get_layer(f"{t}_deep_logits").output for t in ("a", "b")],
     )
-    deep_a, deep_b = (np.asarray(v) for v in deep(ids))
+    deep_a, deep_b = (ops.convert_to_numpy(v) for v in deep(ids))
     out = model(ids)
     np.testing.assert_allclose(
-        np.asarray(out["a"]),
+        ops.convert_to_numpy(out["a"]),
         1 / (1 + np.exp(-(deep_a + logits[:, :1]))),
         rtol=1e-5,
     )
     b = np.exp(deep_b + logits[:, 1:])
     np.testing.assert_allclose(
-        np.asarray(out["b"]), b / b.sum(axis=1, keepdims=True), rtol=1e-5
+        ops.convert_to_numpy(out["b"]),
+        b / b.sum(axis=1, keepdims=True),
+        rtol=1e-5,
     )
 
 
@@ -209,33 +215,37 @@ def test_linear_logits_blend_with_the_network_as_set():
     assert not layer.trainable
     rng = np.random.default_rng(2)
     layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
-    linear = np.asarray(layer([x["term_ids"], x["term_counts"]]))  # (4, 4)
+    linear = ops.convert_to_numpy(
+        layer([x["term_ids"], x["term_counts"]])
+    )  # (4, 4)
     network = model(x)
     # The blends start at the network alone: the terms change nothing.
     other = {**x, **{k: v[::-1] for k, v in _linear_inputs(3).items()}}
     other["token_ids"] = x["token_ids"]
     for task in ("a", "b"):
         np.testing.assert_allclose(
-            np.asarray(model(other)[task]),
-            np.asarray(network[task]),
+            ops.convert_to_numpy(model(other)[task]),
+            ops.convert_to_numpy(network[task]),
             rtol=1e-6,
         )
     deep = keras.Model(
         model.inputs,
         [model.get_layer(f"{t}_blend").input[0] for t in ("a", "b")],
     )
-    deep_a, deep_b = (np.asarray(v) for v in deep(x))
+    deep_a, deep_b = (ops.convert_to_numpy(v) for v in deep(x))
     model.blend_layer("a").set_blend(0.25, 0.75)
     model.blend_layer("b").set_blend(0.0, 1.0)
     out = model(x)
     np.testing.assert_allclose(
-        np.asarray(out["a"]),
+        ops.convert_to_numpy(out["a"]),
         1 / (1 + np.exp(-(0.25 * deep_a + 0.75 * linear[:, :1]))),
         rtol=1e-5,
     )
     b = np.exp(linear[:, 1:])
     np.testing.assert_allclose(
-        np.asarray(out["b"]), b / b.sum(axis=1, keepdims=True), rtol=1e-5
+        ops.convert_to_numpy(out["b"]),
+        b / b.sum(axis=1, keepdims=True),
+        rtol=1e-5,
     )
 
 
@@ -258,7 +268,9 @@ def test_linear_model_trains_the_network_only_and_saves_and_loads(tmp_path):
     assert loaded.get_config() == model.get_config()
     for task in ("a", "b"):
         np.testing.assert_allclose(
-            np.asarray(loaded(x)[task]), np.asarray(model(x)[task]), rtol=1e-6
+            ops.convert_to_numpy(loaded(x)[task]),
+            ops.convert_to_numpy(model(x)[task]),
+            rtol=1e-6,
         )
 
 
@@ -410,9 +422,11 @@ def test_reads_from_adds_a_linear_map_of_the_sources_final_logits(wide):
             strict=True,
         )
     )
-    own = {t: np.asarray(v) for t, v in own.items()}
+    own = {t: ops.convert_to_numpy(v) for t, v in own.items()}
     if wide:
-        w = np.asarray(model.get_layer("wide")(ids))  # c, b, a: 3 + 4 + 1
+        w = ops.convert_to_numpy(
+            model.get_layer("wide")(ids)
+        )  # c, b, a: 3 + 4 + 1
         own = {
             "c": own["c"] + w[:, :3],
             "b": own["b"] + w[:, 3:7],
@@ -421,7 +435,7 @@ def test_reads_from_adds_a_linear_map_of_the_sources_final_logits(wide):
     logit_a = own["a"]
     logit_b = own["b"] + logit_a @ model.get_layer("b_reads").get_weights()[0]
     logit_c = own["c"] + logit_b @ model.get_layer("c_reads").get_weights()[0]
-    out = {t: np.asarray(v) for t, v in model(ids).items()}
+    out = {t: ops.convert_to_numpy(v) for t, v in model(ids).items()}
 
     def softmax(z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -448,8 +462,8 @@ def test_reading_model_learns_saves_and_loads(tmp_path):
     assert loaded.tasks[0].reads_from == ("b",)
     for task in ("a", "b"):
         np.testing.assert_allclose(
-            np.asarray(loaded(x[:8])[task]),
-            np.asarray(model(x[:8])[task]),
+            ops.convert_to_numpy(loaded(x[:8])[task]),
+            ops.convert_to_numpy(model(x[:8])[task]),
             rtol=1e-6,
         )
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.omoe import OMoE
@@ -23,7 +24,7 @@ def test_one_shared_gate_gives_every_task_the_same_mixture():
     assert len(outputs) == 3
     for out in outputs:
         np.testing.assert_allclose(
-            np.asarray(out), expected, rtol=1e-5, atol=1e-5
+            ops.convert_to_numpy(out), expected, rtol=1e-5, atol=1e-5
         )
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.shared_bottom import SharedBottom
@@ -17,13 +18,15 @@ def test_outputs_equal_numpy_mlp():
     outputs = layer(X)
     assert len(outputs) == 2
     for out in outputs:
-        np.testing.assert_allclose(np.asarray(out), h, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(out), h, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_layers_start_from_different_draws():
     layer = SharedBottom(2, units=[8, 8])
     layer.build((None, 8))
-    a, b = (np.asarray(d.kernel) for d in layer.dense_layers)
+    a, b = (ops.convert_to_numpy(d.kernel) for d in layer.dense_layers)
     assert not np.allclose(a, b)
 
 

@@ -74,9 +74,12 @@ class TextEncoder(keras.layers.Layer):
             gradients equal the padded computation; the work shrinks with
             the share of padding. With `dropout`
             the random draws differ from the padded path's. The packed
-            length depends on the data, so the layer sets
-            `supports_jit = False` (Keras then compiles the model without
-            XLA) and does not run under `jax.jit`.
+            length depends on the data, so under TensorFlow and PyTorch
+            the layer sets `supports_jit = False` (Keras then compiles the
+            model without XLA). Under JAX, whose compiled steps have
+            static shapes, the layer stays compilable and a compiled step
+            (`jax.jit`, Keras's `fit`) computes the padded convolution,
+            with the same outputs; eager calls pack.
         seed: optional int, seed of the dropout.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
@@ -163,7 +166,11 @@ class TextEncoder(keras.layers.Layer):
             embeddings_regularizer
         )
         self.skip_padding = _validation.boolean("skip_padding", skip_padding)
-        if skip_padding and encoder == "cnn":
+        if (
+            skip_padding
+            and encoder == "cnn"
+            and keras.backend.backend() != "jax"
+        ):
             self.supports_jit = False
         self.seed = seed
         if encoder == "transformer":
@@ -260,17 +267,24 @@ class TextEncoder(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         ids = ops.cast(inputs, "int32")
-        # TensorFlow's convolutions and keras.ops.max fail on an empty batch,
-        # which serving sends: it encodes to an empty (0, output_dim).
+        # Convolutions and keras.ops.max fail on an empty batch, which
+        # serving sends: it encodes to an empty (0, output_dim).
+        batch = ops.shape(ids)[0]
+        empty = ops.zeros((0, self.output_dim), dtype=self.compute_dtype)
+        if isinstance(batch, int):  # Known now: eager, JAX, PyTorch.
+            return empty if batch == 0 else self._encode(ids, training)
+        # A TensorFlow graph with an unknown batch size decides as it runs.
         return ops.cond(
-            ops.shape(ids)[0] > 0,
-            lambda: self._encode(ids, training),
-            lambda: ops.zeros((0, self.output_dim), dtype=self.compute_dtype),
+            batch > 0, lambda: self._encode(ids, training), lambda: empty
         )
 
     def _encode(self, ids, training):
         mask = ops.not_equal(ids, 0)  # (batch, length)
-        if self.encoder == "cnn" and self.skip_padding:
+        if (
+            self.encoder == "cnn"
+            and self.skip_padding
+            and not _is_jax_tracer(ids)
+        ):
             return self._packed_cnn(ids, mask, training)
         float_mask = ops.expand_dims(
             ops.cast(mask, self.compute_dtype), -1
@@ -406,3 +420,14 @@ def _masked_max(h, mask):
     largest = ops.max(ops.where(mask, h, lowest), axis=1)  # (batch, dim)
     has_token = ops.any(mask, axis=1)  # (batch, 1)
     return ops.where(has_token, largest, ops.zeros_like(largest))
+
+
+def _is_jax_tracer(x) -> bool:
+    """Whether `x` is an abstract value of a JAX trace (`jax.jit`, Keras's
+    shape inference): its shape is fixed and its values unknown, so no
+    shape may depend on them. Told by class, as Keras's own JAX utilities
+    do, so that other backends never import JAX."""
+    return any(
+        c.__name__ == "Tracer" and c.__module__.startswith("jax")
+        for c in type(x).__mro__
+    )

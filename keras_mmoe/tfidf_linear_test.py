@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.tfidf_linear import TfidfLinear
@@ -41,7 +42,7 @@ def test_term_weights_equal_scikit_learn_sublinear_tfidf():
     matrix, ids, counts, df = _sklearn_reference()
     layer = TfidfLinear(vocabulary_size=len(df), units=2)
     layer.set_document_frequency(df, num_documents=len(CORPUS))
-    weights = np.asarray(layer.term_weights([ids, counts]))
+    weights = ops.convert_to_numpy(layer.term_weights([ids, counts]))
     dense = np.zeros((len(CORPUS), len(df)))
     for row in range(len(CORPUS)):
         for j in range(ids.shape[1]):
@@ -57,7 +58,7 @@ def test_output_is_tfidf_times_kernel_plus_bias():
     layer.set_document_frequency(df, num_documents=len(CORPUS))
     kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
     np.testing.assert_allclose(
-        np.asarray(layer([ids, counts])),
+        ops.convert_to_numpy(layer([ids, counts])),
         matrix @ kernel[1:] + bias,
         rtol=1e-5,
         atol=1e-5,
@@ -71,11 +72,13 @@ def test_padding_changes_nothing_and_an_empty_text_gives_the_bias():
     _testing.randomize(layer)
     padded = [np.pad(ids, ((0, 0), (0, 3))), np.pad(counts, ((0, 0), (0, 3)))]
     np.testing.assert_allclose(
-        np.asarray(layer(padded)), np.asarray(layer([ids, counts])), rtol=1e-6
+        ops.convert_to_numpy(layer(padded)),
+        ops.convert_to_numpy(layer([ids, counts])),
+        rtol=1e-6,
     )
     empty = [np.zeros((1, 4), "int32"), np.zeros((1, 4), "float32")]
     np.testing.assert_allclose(
-        np.asarray(layer(empty))[0], layer.bias.numpy(), rtol=1e-6
+        ops.convert_to_numpy(layer(empty))[0], layer.bias.numpy(), rtol=1e-6
     )
 
 
@@ -87,7 +90,7 @@ def test_starts_at_zero_and_learns_when_trained():
     logits = TfidfLinear(len(df), 1)([term_ids, term_counts])
     model = keras.Model([term_ids, term_counts], logits)
     np.testing.assert_array_equal(
-        np.asarray(model([ids, counts])), np.zeros((4, 1))
+        ops.convert_to_numpy(model([ids, counts])), np.zeros((4, 1))
     )
     model.compile(
         keras.optimizers.Adam(0.1),
@@ -109,8 +112,8 @@ def test_saves_and_loads_with_its_idf(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(
-        np.asarray(loaded([ids, counts])),
-        np.asarray(model([ids, counts])),
+        ops.convert_to_numpy(loaded([ids, counts])),
+        ops.convert_to_numpy(model([ids, counts])),
         rtol=1e-6,
     )
     restored = keras.layers.deserialize(keras.layers.serialize(layer))

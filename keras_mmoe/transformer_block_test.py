@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_mmoe import _testing
 from keras_mmoe.transformer_block import TransformerBlock
@@ -29,7 +30,7 @@ def _block(**kwargs):
 
 def test_equals_a_numpy_reference_on_each_sequence_tokens():
     layer = _block()
-    out = np.asarray(layer(X, padding_mask=MASK))
+    out = ops.convert_to_numpy(layer(X, padding_mask=MASK))
     w = _testing.weights_of(layer)
     for row, mask in zip(range(2), MASK[:2], strict=True):
         positions = np.flatnonzero(mask)
@@ -41,10 +42,10 @@ def test_equals_a_numpy_reference_on_each_sequence_tokens():
 
 def test_padding_keys_are_ignored():
     layer = _block()
-    out = np.asarray(layer(X, padding_mask=MASK))
+    out = ops.convert_to_numpy(layer(X, padding_mask=MASK))
     changed = X.copy()
     changed[~MASK] = 100.0  # Values at padding, never read as keys.
-    again = np.asarray(layer(changed, padding_mask=MASK))
+    again = ops.convert_to_numpy(layer(changed, padding_mask=MASK))
     np.testing.assert_allclose(again[MASK], out[MASK], atol=1e-5)
 
 
@@ -53,12 +54,12 @@ def test_without_a_mask_every_position_is_attended():
     w = _testing.weights_of(layer)
     expected = _testing.transformer_block(w, X[0], 2)
     np.testing.assert_allclose(
-        np.asarray(layer(X))[0], expected, rtol=1e-4, atol=1e-5
+        ops.convert_to_numpy(layer(X))[0], expected, rtol=1e-4, atol=1e-5
     )
     everywhere = np.ones(MASK.shape, bool)
     np.testing.assert_allclose(
-        np.asarray(layer(X, padding_mask=everywhere)),
-        np.asarray(layer(X)),
+        ops.convert_to_numpy(layer(X, padding_mask=everywhere)),
+        ops.convert_to_numpy(layer(X)),
         atol=1e-6,
     )
 
@@ -67,12 +68,14 @@ def test_without_a_mask_every_position_is_attended():
 def test_padding_only_sequence_is_finite(dropout):
     layer = _block(dropout=dropout, seed=0)
     for training in (False, True):
-        out = np.asarray(layer(X, padding_mask=MASK, training=training))
+        out = ops.convert_to_numpy(
+            layer(X, padding_mask=MASK, training=training)
+        )
         assert np.isfinite(out).all()
     # Padding only attends everywhere, as if there were no mask.
     np.testing.assert_allclose(
-        np.asarray(layer(X, padding_mask=MASK))[2],
-        np.asarray(layer(X))[2],
+        ops.convert_to_numpy(layer(X, padding_mask=MASK))[2],
+        ops.convert_to_numpy(layer(X))[2],
         atol=1e-6,
     )
 
@@ -84,8 +87,8 @@ def test_each_sub_layer_gets_its_own_initializer_copy():
         2, 4, kernel_initializer=keras.initializers.GlorotUniform(seed=3)
     )
     layer.build((None, 3, 4))
-    hidden = np.asarray(layer.feedforward_hidden.kernel)  # (4, 4)
-    output = np.asarray(layer.feedforward_output.kernel)  # (4, 4)
+    hidden = ops.convert_to_numpy(layer.feedforward_hidden.kernel)  # (4, 4)
+    output = ops.convert_to_numpy(layer.feedforward_output.kernel)  # (4, 4)
     assert not np.allclose(hidden, output)
 
 
