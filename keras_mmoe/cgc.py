@@ -57,7 +57,7 @@ class CGC(keras.layers.Layer):
     Example:
     >>> layer = CGC(num_tasks=2, num_shared_experts=2, num_task_experts=1,
     ...             expert_units=16)
-    >>> [t.shape for t in layer(np.ones((3, 8)))]
+    >>> [tuple(t.shape) for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
     Reference:

@@ -37,7 +37,7 @@ class ExpertGate(keras.layers.Layer):
 
     Example:
     >>> gate = ExpertGate(num_experts=4)
-    >>> gate(np.ones((2, 8))).shape
+    >>> tuple(gate(np.ones((2, 8))).shape)
     (2, 4)
 
     Reference:

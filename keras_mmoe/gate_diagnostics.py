@@ -100,9 +100,18 @@ class GateDiagnostics(keras.callbacks.Callback):
             and matplotlib).
 
     Example:
-    >>> diagnostics = GateDiagnostics((x_val, y_val), log_dir="logs/gates")
-    >>> model.fit(x, y, epochs=5, callbacks=[diagnostics])
-    >>> diagnostics.history[-1]["tasks"]["ctr"]["normalized_entropy"]
+    >>> model = MultiTaskModel(
+    ...     tasks=[Task("ctr", 2), Task("rating", 5)],
+    ...     body_config={"num_experts": 4, "expert_units": 8},
+    ...     input_dim=6,
+    ... )
+    >>> model.compile()
+    >>> x = np.random.default_rng(0).normal(size=(64, 6))
+    >>> y = {"ctr": (x[:, 0] > 0).astype(int), "rating": np.zeros(64, int)}
+    >>> diagnostics = GateDiagnostics(x)  # log_dir=... adds TensorBoard.
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[diagnostics])
+    >>> len(diagnostics.history), sorted(diagnostics.history[-1]["tasks"])
+    (2, ['ctr', 'rating'])
     """
 
     def __init__(

@@ -17,7 +17,7 @@ class OMoE(MMoE):
 
     Example:
     >>> layer = OMoE(num_tasks=2, num_experts=4, expert_units=16)
-    >>> [t.shape for t in layer(np.ones((3, 8)))]
+    >>> [tuple(t.shape) for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
     Reference:

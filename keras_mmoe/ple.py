@@ -47,7 +47,7 @@ class PLE(keras.layers.Layer):
     Example:
     >>> layer = PLE(num_tasks=2, num_levels=2, num_shared_experts=2,
     ...             num_task_experts=1, expert_units=16)
-    >>> [t.shape for t in layer(np.ones((3, 8)))]
+    >>> [tuple(t.shape) for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
     Reference:

@@ -36,7 +36,7 @@ class SharedBottom(keras.layers.Layer):
 
     Example:
     >>> layer = SharedBottom(num_tasks=2, units=[32, 16])
-    >>> [t.shape for t in layer(np.ones((3, 8)))]
+    >>> [tuple(t.shape) for t in layer(np.ones((3, 8)))]
     [(3, 16), (3, 16)]
 
     Reference:
