@@ -9,6 +9,7 @@ import time
 import warnings
 
 from pipeline import configs
+from serving import backend
 from serving.features import EXIT_BAD_INPUT
 
 # `mmoe run` trained and evaluated a model that failed its quality gate.
@@ -382,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _set_up_console(_wants_verbose(argv))
+    if argv[:1] == ["run"]:  # Before a `--body` check loads Keras.
+        try:
+            backend.require_tensorflow("mmoe run")
+        except backend.BackendError as e:
+            print(f"mmoe: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     return args.func(args)
 

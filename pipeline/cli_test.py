@@ -262,3 +262,15 @@ def test_console_shows_progress_and_errors(verbose, restored_logging, capsys):
     assert len(out.splitlines()) == 2
     warnings = ["WARNING:tensorflow:A deprecation."] if verbose else []
     assert err.splitlines() == [*warnings, "ERROR:absl:Execution 7 failed."]
+
+
+def test_run_on_another_keras_backend_exits_2_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert cli.main(_run_args(tmp_path)) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "mmoe run needs Keras's TensorFlow backend" in err
+    assert "KERAS_BACKEND=tensorflow" in err
+    assert not (tmp_path / "out").exists()

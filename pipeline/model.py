@@ -35,6 +35,8 @@ validation loss, per-task label counts, final metrics, gate statistics).
 `epochs` passes over the data, stopped early on the validation loss.
 Progress is one line per epoch (`pipeline.epoch_progress`), or Keras's own
 output when the environment sets `MMOE_VERBOSE` (`mmoe run --verbose`).
+TFX and tf.Transform are TensorFlow's: `run_fn` needs Keras's TensorFlow
+backend and says so on another (`serving.backend`).
 """
 
 import dataclasses
@@ -62,7 +64,7 @@ from keras_mmoe import (
 )
 from pipeline import configs, linear
 from pipeline.epoch_progress import EpochProgress
-from serving import export, features, preprocessing
+from serving import backend, export, features, preprocessing
 
 SUMMARY_FILE = "training_summary.json"
 KERAS_MODEL_FILE = "model.keras"
@@ -700,6 +702,7 @@ def run_fn(fn_args) -> None:
             `custom_config` (see the module docstring), `model_run_dir` and
             `serving_model_dir`.
     """
+    backend.require_tensorflow("The pipeline's Trainer")
     config = _config(fn_args.custom_config)
     data = _read_transform_output(fn_args, config)
     labels = _count_labels(fn_args, data)

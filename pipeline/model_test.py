@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import configs, linear, testing
 from pipeline import model as trainer
-from serving import contract, export
+from serving import backend, contract, export
 from serving import testing as serving_testing
 
 TASKS = {"recommended_ind": 2, "department_name": 3}
@@ -359,3 +359,9 @@ def test_verbose_env_gives_keras_own_output(value, keras_output, monkeypatch):
     if value is not None:
         monkeypatch.setenv(configs.VERBOSE_ENV, value)
     assert trainer._keras_output() is keras_output
+
+
+def test_run_fn_on_another_keras_backend_says_so_first(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(backend.BackendError, match="^The pipeline's Trainer"):
+        trainer.run_fn(None)

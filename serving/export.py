@@ -2,7 +2,9 @@
 
 The SavedModel holds the Keras 3 model and the tf.Transform graph, so it
 reads raw data and needs no Python code at serving time: loading it takes
-`tensorflow` plus `import tensorflow_text` (the tokenizer's ops).
+`tensorflow` plus `import tensorflow_text` (the tokenizer's ops). Exporting
+is TensorFlow's: it needs Keras's TensorFlow backend, and says so on another
+(`serving.backend`).
 
 Signatures (`T` is each task name, `C_T` its number of classes):
 
@@ -41,7 +43,7 @@ from collections.abc import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from serving import features
+from serving import backend, features
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_WARMUP_TEXTS = ("", "A lovely dress, true to size.")
@@ -291,6 +293,7 @@ def export_serving_model(
     ...     label_columns=["Recommended IND", "Department Name"],
     ... )
     """
+    backend.require_tensorflow("Exporting a SavedModel")
     text_columns = list(text_columns)
     if not text_columns:
         raise ValueError(

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from serving import contract, export
+from serving import backend, contract, export
 from serving import testing as serving_testing
 from serving.testing import TASKS
 
@@ -213,3 +213,10 @@ def test_export_rejects_bad_arguments(exported, tmp_path):
         export.export_serving_model(
             model, tft_output, str(tmp_path / "c"), ["Nope"], []
         )
+
+
+def test_export_on_another_keras_backend_says_so_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with pytest.raises(backend.BackendError, match="^Exporting a SavedModel"):
+        export.export_serving_model(None, None, str(tmp_path), ["t"], ["y"])
+    assert os.listdir(tmp_path) == []
