@@ -54,7 +54,7 @@ def read_rows(data, text_columns=None, id_column=None):
     if not os.path.isfile(data):
         raise ScoreError(f"Data file not found: {data}")
     if table.input_format(data) == "tfrecord":
-        return _read_tfrecord(data, id_column), []
+        return _read_tfrecord(data, id_column)
     if not text_columns:
         raise ScoreError("A CSV needs --text-column: which columns hold text.")
     try:
@@ -82,13 +82,18 @@ def _read_tfrecord(data, id_column):
     import tensorflow as tf
 
     compression = "GZIP" if data.endswith(".gz") else ""
-    rows = []
+    rows, skipped = [], []
     try:
         records = tf.data.TFRecordDataset(data, compression_type=compression)
         for number, record in enumerate(records.as_numpy_iterator()):
             key = number
-            if id_column:
+            try:
+                # serving_default would fail the whole job on it.
                 example = tf.train.Example.FromString(record)
+            except Exception:
+                skipped.append(f"record {number}: not a tf.Example")
+                continue
+            if id_column:
                 feature = example.features.feature.get(id_column)
                 if feature is None:
                     raise ScoreError(
@@ -102,7 +107,7 @@ def _read_tfrecord(data, id_column):
         raise ScoreError(
             f"Could not read TFRecord {data}: {e.message.splitlines()[0]}"
         ) from None
-    return rows
+    return rows, skipped
 
 
 def _handler(model_dir, signature, batch_size):

@@ -146,6 +146,28 @@ def test_id_column_and_tfrecord_input_agree(model_dir, csv_path, tmp_path):
             )
 
 
+def test_tfrecord_records_that_are_no_example_are_named(model_dir, tmp_path):
+    import tensorflow as tf
+
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                TITLE: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[b"lovely dress"])
+                )
+            }
+        )
+    ).SerializeToString()
+    path = str(tmp_path / "mixed.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in (example, b"\xff\xfe random bytes", example):
+            writer.write(record)
+    result = score.score(model_dir, path, str(tmp_path / "out"))
+    assert result["rows"] == 2
+    assert result["skipped"] == ["record 1: not a tf.Example"]
+    assert sorted(row["id"] for row in _read(tmp_path / "out")) == [0, 2]
+
+
 def _read_scored(model_dir, csv_path, tmp_path):
     out = tmp_path / "plain"
     score.score(model_dir, csv_path, str(out), text_columns=[TITLE, BODY])
