@@ -55,10 +55,15 @@ def test_repeated_column_names_are_made_distinct(tmp_path):
     "name, data, message",
     [
         ("data.csv.gz", b"not gzip at all", "Could not read gzip"),
-        ("data.csv.gz", gzip.compress(b"a,b\n1,2\n" * 100)[:-12], "gzip"),
+        (
+            "data.csv.gz",
+            gzip.compress(b"a,b\n1,2\n" * 100, mtime=0)[:-12],
+            "gzip",
+        ),
         ("data.csv", b"", "empty: no header"),
         ("data.csv", b"\n\n", "empty: no header"),
     ],
+    ids=["not-gzip", "truncated-gzip", "empty", "blank-lines"],
 )
 def test_unreadable_files_are_one_error(tmp_path, name, data, message):
     path = tmp_path / name
