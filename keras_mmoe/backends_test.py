@@ -236,8 +236,8 @@ def test_every_case_trains_and_saves_here(case, tmp_path):
 
 
 def test_seeded_training_is_reproducible_here():
-    first, _, first_losses = _train("multitask_cnn")
-    second, _, second_losses = _train("multitask_cnn")
+    first, _, first_losses = _train("ple")
+    second, _, second_losses = _train("ple")
     assert first_losses == second_losses
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(
