@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 JAX_VENV ?= .venv-jax
 TORCH_VENV ?= .venv-torch
 TEST_PACKAGES := pytest pytest-xdist matplotlib scikit-learn tensorboard
+# In a variable: a literal comma would split $(call venv,...)'s arguments.
+MAIN_PACKAGES := -e '.[pipeline,dev]'
 LIBRARY_TESTS := keras_mmoe tests/test_layering.py tests/test_readme.py
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -59,7 +61,7 @@ define venv
 endef
 
 $(STAMP): pyproject.toml constraints.txt
-	$(call venv,$(VENV),constraints.txt,-e '.[pipeline,dev]')
+	$(call venv,$(VENV),constraints.txt,$(MAIN_PACKAGES))
 
 $(JAX_VENV)/.installed: pyproject.toml constraints-jax.txt
 	$(call venv,$(JAX_VENV),constraints-jax.txt,-e . 'jax[cpu]' $(TEST_PACKAGES))
