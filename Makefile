@@ -107,5 +107,8 @@ format: install
 bench: install
 	$(PY) -m benchmarks.layer_speed
 
+backend-speed: install $(JAX_VENV)/.installed $(TORCH_VENV)/.installed
+	$(PY) -m benchmarks.backend_speed
+
 clean:
 	rm -rf $(VENV) $(JAX_VENV) $(TORCH_VENV)
