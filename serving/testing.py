@@ -15,12 +15,17 @@ label column `Single Class` has one class only, also for error tests.
 
 `export_tiny_model()` exports a small untrained MMoE text model with that
 Transform graph, as the Trainer exports its model.
+
+`gcs_emulator()` serves a Cloud Storage bucket on 127.0.0.1 for the tests
+that read `gs://` input.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
 import shutil
+import socket
 import tempfile
 
 import keras
@@ -262,3 +267,46 @@ def export_tiny_model(export_dir: str, warmup_texts=None):
         warmup_texts=warmup_texts,
     )
     return tiny, tft_output, model, export_dir
+
+
+@contextlib.contextmanager
+def gcs_emulator(bucket: str = "mmoe-test"):
+    """A Cloud Storage emulator (gcp-storage-emulator, in memory) on
+    127.0.0.1 with one bucket; yields that bucket's google-cloud-storage
+    handle for uploads.
+
+    While open, STORAGE_EMULATOR_HOST points every google-cloud-storage
+    client (Beam's GCS filesystem uses one) at it, and Beam's lookup of
+    credentials is answered with none: an emulator takes none, and Beam
+    would retry the lookup for about 30 s before connecting anonymously.
+    """
+    from apache_beam.internal.gcp import auth
+    from gcp_storage_emulator.server import create_server
+    from google.cloud import storage
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server(
+        "127.0.0.1", port, in_memory=True, default_bucket=bucket
+    )
+    server.start()
+    saved_env = os.environ.get("STORAGE_EMULATOR_HOST")
+    saved_auth = (
+        auth._Credentials._credentials_init,
+        auth._Credentials._credentials,
+    )
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    auth._Credentials._credentials_init = True
+    auth._Credentials._credentials = None
+    try:
+        yield storage.Client.create_anonymous_client().bucket(bucket)
+    finally:
+        auth._Credentials._credentials_init, auth._Credentials._credentials = (
+            saved_auth
+        )
+        if saved_env is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = saved_env
+        server.stop()
