@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         help="a CSV (.csv, .csv.gz), or a TFRecord of tf.Examples "
-        "(a name containing .tfrecord; gzipped if it ends in .gz)",
+        "(a name containing .tfrecord; gzipped if it ends in .gz); a file "
+        "or a pattern of files (quoted: 'data/part-*.csv.gz'), local or on "
+        "any filesystem Beam reads (gs://, s3://, hdfs://)",
     )
     run.add_argument(
         "--text-column",

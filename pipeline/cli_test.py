@@ -274,3 +274,33 @@ def test_run_on_another_keras_backend_exits_2_in_one_line(
     assert "mmoe run needs Keras's TensorFlow backend" in err
     assert "KERAS_BACKEND=tensorflow" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_data_that_matches_nothing_or_lacks_a_column_exits_2_unwritten(
+    tmp_path, capsys
+):
+    part = tmp_path / "part-0.csv"
+    part.write_text("text,y,split\na,1,train\nb,0,train\n")
+    out = tmp_path / "out"
+    for data, label, message in [
+        (tmp_path / "none-*.csv", "y", f"No file matches {tmp_path}"),
+        (tmp_path / "none.csv", "y", "Data file not found"),
+        (tmp_path / "part-*.csv", "stars", "Column(s) not in"),
+    ]:
+        code = cli.main(
+            [
+                "run",
+                "--data",
+                str(data),
+                "--text-column",
+                "text",
+                "--label-columns",
+                label,
+                "--output",
+                str(out),
+            ]
+        )
+        assert code == cli.EXIT_BAD_INPUT
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("mmoe: " + message), line
+    assert not out.exists()

@@ -1,18 +1,30 @@
 """Checks the input before any work starts and writes clean per-split files.
 
 The input is a CSV (`.csv`, `.csv.gz`), or a TFRecord of tf.Examples (a
-name containing `.tfrecord`; gzipped when it ends in `.gz`). CsvExampleGen
-needs well-formed rows; this step reads the user's file leniently (bad
-bytes, short or long rows), keeps only the text and label columns, and
-writes `<root>/<split>/data.csv` (or `data.tfrecord` of tf.Examples, for
-ImportExampleGen) for the pipeline, with a summary of what it had to fix.
+name containing `.tfrecord`; gzipped when it ends in `.gz`): one file or a
+pattern of them, on any filesystem `serving.files` reads (`gs://`, `s3://`,
+`hdfs://`). CsvExampleGen needs well-formed rows; this step reads the
+user's files leniently (bad bytes, short or long rows), keeps only the text
+and label columns, and writes `<root>/<split>/data.csv` (or `data.tfrecord`
+of tf.Examples, for ImportExampleGen) for the pipeline, with a summary of
+what it had to fix.
+
+The rows stream through: the input is read in chunks of
+`table.CHUNK_BYTES`, each row is counted and appended to its split's file,
+and memory holds only counters and each label's classes, whatever the
+input's size. What is cheap to check (the files exist, a CSV's header and
+columns) is checked before any row is read. The files are written in a
+hidden folder under `root` and moved into place only when every row has
+been read and the checks that need all of them have passed.
 """
 
+import csv
 import dataclasses
+import filecmp
+import operator
 import os
-import pathlib
-
-import pandas as pd
+import shutil
+import tempfile
 
 from serving import features, table
 
@@ -70,24 +82,68 @@ def _spelling_warnings(column: str, classes: list[str]) -> list[str]:
     return found
 
 
-def _write_tfrecord(rows: pd.DataFrame, path: pathlib.Path) -> None:
-    """Every column as a bytes feature; an empty cell is left out, as
-    CsvExampleGen leaves out an empty CSV cell."""
-    import tensorflow as tf
+class _SplitWriter:
+    """One split's rows, appended to `<folder>/data.<kind>` as they come."""
 
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for row in rows.itertuples(index=False):
-            feature = {
-                column: tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[value.encode()])
-                )
-                for column, value in zip(rows.columns, row, strict=True)
-                if value != ""
-            }
-            example = tf.train.Example(
-                features=tf.train.Features(feature=feature)
+    def __init__(self, folder: str, kind: str, columns: list[str]):
+        os.makedirs(folder)
+        self.path = os.path.join(folder, f"data.{kind}")
+        self.columns = columns
+        self.rows = 0
+        if kind == "tfrecord":
+            import tensorflow as tf
+
+            self._tf = tf
+            self._file = tf.io.TFRecordWriter(self.path)
+            self.write = self._write_example
+        else:
+            self._file = open(self.path, "w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file, lineterminator="\n")
+            self._csv.writerow(columns)
+            self.write = self._write_csv_row
+
+    def _write_csv_row(self, cells):
+        self._csv.writerow(cells)
+        self.rows += 1
+
+    def _write_example(self, cells):
+        """Every column as a bytes feature; an empty cell is left out, as
+        CsvExampleGen leaves out an empty CSV cell."""
+        tf = self._tf
+        feature = {
+            column: tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[value.encode()])
             )
-            writer.write(example.SerializeToString())
+            for column, value in zip(self.columns, cells, strict=True)
+            if value != ""
+        }
+        example = tf.train.Example(features=tf.train.Features(feature=feature))
+        # Sorted map keys: the same row gives the same bytes in every
+        # process, so an unchanged input keeps its staged file.
+        self._file.write(example.SerializeToString(deterministic=True))
+        self.rows += 1
+
+    def close(self):
+        self._file.close()
+
+
+def _check_columns(data, wanted, columns) -> None:
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InputError(
+            f"Column(s) not in {data}: {', '.join(map(repr, missing))}. "
+            f"Columns there: {', '.join(map(repr, columns))}"
+        )
+
+
+def _cells(kind: str, header: list[str], columns: list[str]):
+    """A function: a row as read -> the cells of `columns`, in order."""
+    if kind == "tfrecord":
+        return lambda row: tuple(row.get(c, "") for c in columns)
+    getter = operator.itemgetter(*(header.index(c) for c in columns))
+    if len(columns) == 1:
+        return lambda row: (getter(row),)
+    return getter
 
 
 def ingest(
@@ -97,60 +153,159 @@ def ingest(
     root: str,
     split_column: str = "split",
     need_csv_splits: str | None = None,
+    chunk_bytes: int = table.CHUNK_BYTES,
 ) -> IngestSummary:
     """Validates `data` and writes the pipeline's input files under `root`.
 
     Args:
+        data: str. A file or a glob of files, local or a URL.
         need_csv_splits: optional str. What needs per-split CSVs (e.g.
             "--baseline"): a CSV without a split column is then refused.
+        chunk_bytes: int. Bytes of input read at a time.
 
     Raises:
-        InputError: missing file or column, a label column with no labelled
-            rows or a single class (named), no training rows, or CSV splits
-            needed but not given.
+        InputError: no file or a missing column, a split value other than
+            train/validation/test, a label column with no labelled rows or a
+            single class (named), no training rows, or CSV splits needed but
+            not given. Nothing under `root` is changed then.
     """
-    path = pathlib.Path(data)
-    if not path.is_file():
-        raise InputError(f"Data file not found: {data}")
-    kind = table.input_format(data)
     try:
-        read = table.read_table(data)
+        reader = table.TableReader(
+            data, chunk_bytes=chunk_bytes, keep_skipped=SKIPPED_ROWS_NAMED
+        )
     except table.ReadError as e:
         raise InputError(str(e)) from None
-    frame = read.frame
-    if kind == "tfrecord" and frame.empty:
-        raise InputError(f"No tf.Example records in {data}.")
-    missing = [
-        c for c in [*text_columns, *label_columns] if c not in frame.columns
-    ]
-    if missing:
-        raise InputError(
-            f"Column(s) not in {data}: {', '.join(map(repr, missing))}. "
-            f"Columns there: {', '.join(map(repr, frame.columns))}"
-        )
-    has_split = split_column in frame.columns
+    kind = reader.format
+    columns = [*dict.fromkeys([*text_columns, *label_columns])]
+    has_split = None  # A TFRecord's first example tells.
+    if kind == "csv":
+        _check_columns(data, columns, reader.columns)
+        has_split = split_column in reader.columns
     if need_csv_splits and not (has_split and kind == "csv"):
         raise InputError(
             f"{need_csv_splits} fits on the same splits as the model: it "
             f"needs a CSV with a {split_column!r} column "
             "(train/validation/test)."
         )
+    made_root = not os.path.isdir(root)
+    os.makedirs(root, exist_ok=True)
+    # Hidden: ExampleGen reads `<root>/<split>/*` or `<root>/all/*` only.
+    staging = tempfile.mkdtemp(prefix=".ingest-", dir=root)
+    try:
+        counts = _stream(
+            reader,
+            data,
+            columns,
+            text_columns,
+            label_columns,
+            split_column,
+            has_split,
+            staging,
+        )
+        summary = _summarize(data, reader, counts, label_columns)
+        _move_into_place(staging, root, kind, counts.writers)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made_root:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+@dataclasses.dataclass
+class _Counts:
+    """What one pass over the rows found."""
+
+    rows: int
+    writers: dict  # split -> _SplitWriter
+    classes: dict  # label column -> classes of its training rows
+    missing: dict  # label column -> rows without a label
+    empty_texts: int
+    has_split: bool
+    columns: list  # the columns kept
+
+
+def _stream(
+    reader,
+    data,
+    columns,
+    text_columns,
+    label_columns,
+    split_column,
+    has_split,
+    staging,
+) -> _Counts:
+    """Reads every row once: counts it and appends it to its split's file
+    in `staging`."""
+    kind = reader.format
+    select = _cells(kind, reader.columns, columns)
+    texts = [columns.index(c) for c in text_columns]
+    labels = [(c, columns.index(c)) for c in label_columns]
+    split_of = None
     if has_split:
-        unknown = sorted(set(frame[split_column]) - set(SPLITS))
-        if unknown:
-            raise InputError(
-                f"Column {split_column!r} holds values other than "
-                f"{'/'.join(SPLITS)}: {unknown[:5]}"
-            )
-        train = frame[frame[split_column] == "train"]
-    else:
-        train = frame
-    if train.empty:
+        split_of = _cells(kind, reader.columns, [split_column])
+    writers = {}
+    classes = {c: set() for c in label_columns}
+    missing = dict.fromkeys(label_columns, 0)
+    rows = empty_texts = 0
+    try:
+        for _, row in reader.rows():
+            if has_split is None:  # A TFRecord's first example.
+                has_split = split_column in row
+                if has_split:
+                    split_of = _cells(kind, [], [split_column])
+            split = split_of(row)[0] if has_split else "all"
+            if has_split and split not in SPLITS:
+                raise InputError(
+                    f"Column {split_column!r} holds values other than "
+                    f"{'/'.join(SPLITS)}: {[split]}"
+                )
+            if not has_split and kind == "tfrecord" and split_column in row:
+                raise InputError(
+                    f"Column {split_column!r} is in some examples of {data} "
+                    f"and not in others (the first has none)."
+                )
+            cells = select(row)
+            if not "".join(cells[i] for i in texts).strip():
+                empty_texts += 1
+            for column, i in labels:
+                label = cells[i].strip()
+                if not label:
+                    missing[column] += 1
+                elif split in ("train", "all"):
+                    classes[column].add(label)
+            writer = writers.get(split)
+            if writer is None:
+                writer = writers[split] = _SplitWriter(
+                    os.path.join(staging, split), kind, columns
+                )
+            writer.write(cells)
+            rows += 1
+    except table.ReadError as e:
+        raise InputError(str(e)) from None
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return _Counts(
+        rows, writers, classes, missing, empty_texts, bool(has_split), columns
+    )
+
+
+def _summarize(data, reader, counts: _Counts, label_columns) -> IngestSummary:
+    """The summary of a finished read; raises InputError for what only all
+    the rows can tell."""
+    kind, writers = reader.format, counts.writers
+    if kind == "tfrecord":
+        if not counts.rows:
+            raise InputError(f"No tf.Example records in {data}.")
+        _check_columns(data, counts.columns, reader.columns)
+    train = writers.get("train" if counts.has_split else "all")
+    if train is None:
         raise InputError(f"No training rows in {data}.")
     num_classes, warnings = {}, []
     for column in label_columns:
-        values = train[column].str.strip()
-        classes = sorted(set(values[values != ""]))
+        classes = sorted(counts.classes[column])
         if not classes:
             raise InputError(
                 f"Label column {column!r} has no labelled training rows."
@@ -162,45 +317,48 @@ def ingest(
             )
         num_classes[features.task_name(column)] = len(classes)
         warnings += _spelling_warnings(column, classes)
-
-    columns = [*dict.fromkeys([*text_columns, *label_columns])]
-    out = pathlib.Path(root)
-    rows_by_split = {}
-    groups = frame.groupby(split_column) if has_split else [("all", frame)]
-    for split, rows in groups:
-        folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"data.{kind}"
-        # ExampleGen reads every file of the folder: no stale other format.
-        for stale in folder.glob("data.*"):
-            if stale.name != name:
-                stale.unlink()
-        tmp, final = folder / f"{name}.tmp", folder / name
-        if kind == "tfrecord":
-            _write_tfrecord(rows[columns], tmp)
-        else:
-            rows[columns].to_csv(tmp, index=False)
-        # Unchanged data keeps its file (and mtime), so ExampleGen's input
-        # fingerprint, and with it every cached component, stays valid.
-        if final.exists() and final.read_bytes() == tmp.read_bytes():
-            tmp.unlink()
-        else:
-            os.replace(tmp, final)
-        rows_by_split[split] = len(rows)
-    text = frame[text_columns].apply(lambda r: "".join(r).strip(), axis=1)
     return IngestSummary(
-        rows=len(frame),
-        rows_by_split=rows_by_split,
-        bad_rows_skipped=len(read.skipped),
-        skipped_rows=read.skipped[:SKIPPED_ROWS_NAMED],
+        rows=counts.rows,
+        rows_by_split={s: writers[s].rows for s in sorted(writers)},
+        bad_rows_skipped=reader.skipped_count,
+        skipped_rows=reader.skipped,
         warnings=warnings,
-        bytes_replaced=read.bytes_replaced,
-        empty_texts=int((text == "").sum()),
+        bytes_replaced=reader.bytes_replaced,
+        empty_texts=counts.empty_texts,
         missing_labels={
-            features.task_name(c): int((frame[c].str.strip() == "").sum())
-            for c in label_columns
+            features.task_name(c): counts.missing[c] for c in label_columns
         },
         num_classes=num_classes,
-        split_column=has_split,
+        split_column=counts.has_split,
         input_format=kind,
     )
+
+
+def _move_into_place(staging, root, kind, writers) -> None:
+    """Each split's staged file replaces `<root>/<split>/data.<kind>`; the
+    files this step wrote earlier for other splits or formats go."""
+    name = f"data.{kind}"
+    ours = {f"data.{k}" for k in ("csv", "tfrecord")}
+    for split in [*SPLITS, "all"]:
+        folder = os.path.join(root, split)
+        if split not in writers:
+            # A split the input no longer has: ExampleGen must not read
+            # last run's rows for it.
+            if split != "all" and "all" not in writers:
+                for stale in ours & set(_listdir(folder)):
+                    os.remove(os.path.join(folder, stale))
+            continue
+        os.makedirs(folder, exist_ok=True)
+        # ExampleGen reads every file of the folder: no stale other format.
+        for stale in (ours - {name}) & set(_listdir(folder)):
+            os.remove(os.path.join(folder, stale))
+        staged, final = writers[split].path, os.path.join(folder, name)
+        # Unchanged data keeps its file (and mtime), so ExampleGen's input
+        # fingerprint, and with it every cached component, stays valid.
+        if os.path.exists(final) and filecmp.cmp(staged, final, shallow=False):
+            continue
+        os.replace(staged, final)
+
+
+def _listdir(folder) -> list[str]:
+    return os.listdir(folder) if os.path.isdir(folder) else []

@@ -1,4 +1,5 @@
 import os
+import pathlib
 
 import pandas as pd
 import pytest
@@ -220,3 +221,171 @@ def test_one_class_spelled_two_ways_is_warned(tmp_path):
         str(tmp_path / "out2"),
     )
     assert clean.warnings == []
+
+
+# A row of too many fields and a quoted field with newlines (CRLF too),
+# invalid bytes and an empty text: wherever a chunk of bytes ends, the same
+# rows come out.
+TRICKY = (
+    b'Nice,"Love\r\nit",5,1,train\n'
+    b"Bad,Hate \xff it,1,0,train\n"
+    b'Odd,"x\ny",3,1,train,extra\n'
+    b",,,0,validation\n"
+    b'Ok,"a\nb",4,,test\n'
+    b"Fine,\xc3\xa9,4,1,train\n"
+)
+
+
+def _staged(root):
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(pathlib.Path(root).rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 16])
+def test_chunk_boundaries_change_nothing(tmp_path, chunk_bytes):
+    path = tmp_path / "data.csv"
+    path.write_bytes(HEADER.encode() + TRICKY)
+    args = (str(path), ["Title", "Review Text"], ["Rating", "Recommended IND"])
+    whole = ingest.ingest(*args, str(tmp_path / "whole"))
+    assert whole.rows == 5 and whole.bad_rows_skipped == 1
+    assert whole.skipped_rows == ["line 5: 6 fields, expected 5"]
+    assert whole.rows_by_split == {"test": 1, "train": 3, "validation": 1}
+    assert whole.bytes_replaced == 1 and whole.empty_texts == 1
+    assert whole.missing_labels == {"rating": 1, "recommended_ind": 1}
+    chunked = ingest.ingest(
+        *args, str(tmp_path / "chunked"), chunk_bytes=chunk_bytes
+    )
+    assert chunked == whole
+    assert _staged(tmp_path / "chunked") == _staged(tmp_path / "whole")
+
+
+def test_staged_csv_is_what_pandas_writes(tmp_path):
+    from serving import table
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(HEADER.encode() + TRICKY)
+    ingest.ingest(str(path), ["Review Text"], ["Rating"], str(tmp_path / "o"))
+    frame = table.read_table(path).frame
+    for split, rows in frame.groupby("split"):
+        expected = rows[["Review Text", "Rating"]].to_csv(index=False)
+        written = tmp_path / "o" / split / "data.csv"
+        assert written.read_bytes() == expected.encode()
+
+
+def test_a_pattern_of_gzipped_and_plain_parts_is_one_input(tmp_path):
+    import gzip
+
+    lines = ROWS.splitlines(keepends=True)
+    single = _csv(tmp_path, ROWS, name="all.csv")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "part-0.csv.gz").write_bytes(
+        gzip.compress((HEADER + "".join(lines[:2])).encode())
+    )
+    (parts / "part-1.csv").write_text(HEADER + "".join(lines[2:]))
+    args = (["Title", "Review Text"], ["Rating", "Recommended IND"])
+    one = ingest.ingest(single, *args, str(tmp_path / "one"))
+    both = ingest.ingest(str(parts / "part-*.csv*"), *args, str(tmp_path / "p"))
+    assert both == one
+    assert _staged(tmp_path / "p") == _staged(tmp_path / "one")
+    with pytest.raises(ingest.InputError, match="No file matches"):
+        ingest.ingest(str(parts / "x-*.csv"), *args, str(tmp_path / "x"))
+
+
+def test_a_failed_ingest_leaves_the_last_output_as_it_was(tmp_path):
+    root = tmp_path / "out"
+    args = (["Title"], ["Rating"], str(root))
+    ingest.ingest(_csv(tmp_path, ROWS), *args)
+    before = _staged(root)
+    # Found only after every row is read: the train rows' single class, and
+    # a split value far down the file.
+    single = "A,b,5,1,train\n" * 100 + "Ok,,3,,validation\n"
+    late = ROWS * 50 + "A,b,5,1,holdout\n"
+    for body, message in [(single, "single class"), (late, "holdout")]:
+        with pytest.raises(ingest.InputError, match=message):
+            ingest.ingest(_csv(tmp_path, body, name="bad.csv"), *args)
+        assert _staged(root) == before
+        assert sorted(p.name for p in root.iterdir()) == [
+            "test",
+            "train",
+            "validation",
+        ]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ingest.InputError):
+        ingest.ingest(
+            _csv(tmp_path, late, name="bad.csv"), ["Title"], ["Rating"], fresh
+        )
+    assert not fresh.exists()
+
+
+def test_a_split_the_input_no_longer_has_is_not_left_behind(tmp_path):
+    args = (["Title"], ["Rating"], str(tmp_path / "o"))
+    ingest.ingest(_csv(tmp_path, ROWS), *args)
+    no_test = "".join(r for r in ROWS.splitlines(True) if "test" not in r)
+    summary = ingest.ingest(_csv(tmp_path, no_test, name="b.csv"), *args)
+    assert summary.rows_by_split == {"train": 2, "validation": 1}
+    assert not (tmp_path / "o" / "test" / "data.csv").exists()
+
+
+def test_an_unchanged_tfrecord_keeps_its_staged_files(tmp_path):
+    path = _tfrecord(tmp_path / "data.tfrecord", TF_ROWS)
+    args = (path, ["Review Text"], ["Rating"], str(tmp_path / "o"))
+    ingest.ingest(*args)
+    written = tmp_path / "o" / "train" / "data.tfrecord"
+    before = written.stat().st_mtime_ns
+    os.utime(written, ns=(before - 10**9, before - 10**9))
+    ingest.ingest(*args)
+    assert written.stat().st_mtime_ns == before - 10**9
+
+
+def test_a_tfrecord_without_a_column_in_any_example_is_named(tmp_path):
+    rows = [
+        {**r, "Title": b"t"} if i == 3 else r for i, r in enumerate(TF_ROWS)
+    ]
+    path = _tfrecord(tmp_path / "data.tfrecord", rows)
+    summary = ingest.ingest(
+        path, ["Title", "Review Text"], ["Rating"], str(tmp_path / "o")
+    )
+    assert summary.empty_texts == 0 and summary.rows == 4
+    with pytest.raises(ingest.InputError, match="'Stars'.*'Title'"):
+        ingest.ingest(path, ["Stars"], ["Rating"], str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_gs_pattern_is_read_from_the_storage_emulator(tmp_path):
+    import gzip
+
+    pytest.importorskip(
+        "gcp_storage_emulator",
+        reason="gcp-storage-emulator (the dev extra) serves gs:// here",
+    )
+    from serving import testing
+
+    lines = ROWS.splitlines(keepends=True)
+    args = (["Title", "Review Text"], ["Rating", "Recommended IND"])
+    local = ingest.ingest(_csv(tmp_path, ROWS), *args, str(tmp_path / "l"))
+    with testing.gcs_emulator("ingest-test") as bucket:
+        bucket.blob("reviews/part-0.csv.gz").upload_from_string(
+            gzip.compress((HEADER + "".join(lines[:3])).encode())
+        )
+        bucket.blob("reviews/part-1.csv.gz").upload_from_string(
+            gzip.compress((HEADER + "".join(lines[3:])).encode())
+        )
+        remote = ingest.ingest(
+            "gs://ingest-test/reviews/part-*.csv.gz",
+            *args,
+            str(tmp_path / "r"),
+            chunk_bytes=5,
+        )
+        with pytest.raises(ingest.InputError, match="'Stars'"):
+            ingest.ingest(
+                "gs://ingest-test/reviews/part-*.csv.gz",
+                ["Stars"],
+                ["Rating"],
+                str(tmp_path / "x"),
+            )
+    assert remote == local
+    assert _staged(tmp_path / "r") == _staged(tmp_path / "l")
