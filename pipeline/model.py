@@ -24,7 +24,10 @@ Hyperparameters come from the Trainer's `custom_config` (defaults in
   to the logits (`MultiTaskModel(wide=...)`), or None for none.
 - `epochs`, `batch_size` (global, across replicas), `learning_rate`,
   `early_stopping_patience`, `seed`.
-- `distribution`: `"default"`, `"mirrored"` or `"multi_worker_mirrored"`.
+- `distribution`: `"default"`, `"mirrored"` (every local GPU) or
+  `"multi_worker_mirrored"`: one process per worker, each with `TF_CONFIG`;
+  each worker trains on its share of every global batch, and only the chief
+  (worker 0 without a `chief` task) keeps its files.
 - `tasks` (task -> number of classes, from the pipeline) is only checked
   against the label vocabularies, which decide the number of classes.
 
@@ -39,10 +42,12 @@ TFX and tf.Transform are TensorFlow's: `run_fn` needs Keras's TensorFlow
 backend and says so on another (`serving.backend`).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import keras
@@ -94,7 +99,48 @@ def _strategy(name: str) -> tf.distribute.Strategy:
         )
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # The cluster and this worker's place in it come from TF_CONFIG.
+        return _MultiWorkerMirroredStrategy()
+
+
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`MultiWorkerMirroredStrategy` with the `reduce` Keras 3 calls.
+
+    Keras 3 reduces across replicas in two ways that this strategy refuses
+    across workers (as MirroredStrategy on one machine accepts them):
+    before training, the first whole batch, a nest of per-replica values,
+    only to read its shapes (keras-team/keras#20329); and after every step,
+    each scalar metric with `axis=0` (tensorflow/tensorflow#72388). A nest
+    gets this worker's own values, which have the shapes Keras needs; a
+    scalar is averaged across replicas, as on one machine.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        if tf.nest.is_nested(value):
+            return tf.nest.map_structure(
+                lambda v: self.experimental_local_results(v)[0], value
+            )
+        if axis is not None and (
+            self.experimental_local_results(value)[0].shape.rank == 0
+        ):
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: the only one, the chief,
+    or worker 0 of a cluster without a chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in cluster
+    )
 
 
 def _dataset(
@@ -138,6 +184,14 @@ def _dataset(
         return x, y
 
     dataset = dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
+    # Under a multi-worker strategy, every worker reads all files and keeps
+    # its part of each global batch: the batches are one worker's, whatever
+    # the number of files (sharding by file needs at least one per worker).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    dataset = dataset.with_options(options)
     if rows is None:
         return dataset
     # Keras ends a pass over a dataset of unknown length only when a step
@@ -692,6 +746,24 @@ def _export(model, data: _Transformed, config, serving_model_dir) -> None:
     )
 
 
+@contextlib.contextmanager
+def _output_dirs(fn_args, strategy):
+    """(run dir, serving dir): the Trainer's for the chief, a temporary
+    folder's for any other worker.
+
+    Every worker saves and exports, as a multi-worker strategy needs each
+    to take part in reading its variables; only the chief's files are kept.
+    """
+    if _is_chief(strategy):
+        yield fn_args.model_run_dir, fn_args.serving_model_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="mmoe_worker_") as tmp:
+        yield (
+            os.path.join(tmp, "model_run"),
+            os.path.join(tmp, "serving_model"),
+        )
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args) -> None:
     """Trains, writes TensorBoard logs and a summary, exports for serving.
@@ -704,38 +776,44 @@ def run_fn(fn_args) -> None:
     """
     backend.require_tensorflow("The pipeline's Trainer")
     config = _config(fn_args.custom_config)
+    # Before any TensorFlow op: a multi-worker strategy configures the
+    # collective ops, which TensorFlow allows only at program start.
+    strategy = _strategy(config["distribution"])
     data = _read_transform_output(fn_args, config)
     labels = _count_labels(fn_args, data)
     seed = config.get("seed")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     train, validation = _datasets(fn_args, data, labels, config)
-    strategy = _strategy(config["distribution"])
     model = _build_model(config, data, strategy)
     linear_fit = (
         _fit_linear(fn_args, model, data, validation, seed)
         if config.get("linear")
         else None
     )
-    run_dir = fn_args.model_run_dir
-    history = _train_network(model, train, validation, data, config, run_dir)
-    # The restored (best) weights, measured again; then with the blends.
-    network = _evaluate(model, validation)
-    blends = (
-        _choose_blends(model, validation, linear_fit) if linear_fit else None
-    )
-    final = _evaluate(model, validation) if linear_fit else network
-    summary = _summary(
-        config,
-        data,
-        labels,
-        history,
-        replicas=strategy.num_replicas_in_sync,
-        final=final,
-        network=network,
-        blends=blends,
-        gates=_gate_statistics(model, validation, config),
-    )
-    _write_summary(run_dir, summary)
-    model.save(os.path.join(run_dir, KERAS_MODEL_FILE))
-    _export(model, data, config, fn_args.serving_model_dir)
+    with _output_dirs(fn_args, strategy) as (run_dir, serving_dir):
+        history = _train_network(
+            model, train, validation, data, config, run_dir
+        )
+        # The restored (best) weights, measured again; then with the blends.
+        network = _evaluate(model, validation)
+        blends = (
+            _choose_blends(model, validation, linear_fit)
+            if linear_fit
+            else None
+        )
+        final = _evaluate(model, validation) if linear_fit else network
+        summary = _summary(
+            config,
+            data,
+            labels,
+            history,
+            replicas=strategy.num_replicas_in_sync,
+            final=final,
+            network=network,
+            blends=blends,
+            gates=_gate_statistics(model, validation, config),
+        )
+        _write_summary(run_dir, summary)
+        model.save(os.path.join(run_dir, KERAS_MODEL_FILE))
+        _export(model, data, config, serving_dir)
