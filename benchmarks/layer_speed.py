@@ -130,20 +130,32 @@ class LoopMMoE(keras.layers.Layer):
     def copy_weights_from(self, mmoe: MMoE):
         """Sets every expert and gate to the fused layer's weights."""
         fused = mmoe.experts
-        # (blocks, in, experts_per_block, u0)
-        k0 = ops.convert_to_numpy(fused.kernels[0])
-        per_block = k0.shape[2]
+        k0, b0 = first_layer(fused)
+        per_part = k0.shape[2]
         for e, stack in enumerate(self.expert_layers):
             for i, dense in enumerate(stack):
-                kernel = (
-                    k0[e // per_block, :, e % per_block]
-                    if i == 0
-                    else ops.convert_to_numpy(fused.kernels[i])[e]
-                )
-                bias = ops.convert_to_numpy(fused.biases[i])[e]
+                if i == 0:
+                    kernel = k0[e // per_part, :, e % per_part]
+                    bias = b0[e]
+                else:
+                    kernel = ops.convert_to_numpy(fused.deep_kernels[i - 1])[e]
+                    bias = ops.convert_to_numpy(fused.deep_biases[i - 1])[e]
                 dense.set_weights([kernel, bias])
         for gate, fused_gate in zip(self.gates, mmoe.gates, strict=True):
             gate.set_weights(fused_gate.get_weights())
+
+
+def first_layer(experts) -> tuple[np.ndarray, np.ndarray]:
+    """`Experts`' first-layer blocks stacked: kernel `(parts, in,
+    experts_per_part, units0)` and bias `(experts, units0)`."""
+    biases = [ops.convert_to_numpy(b) for b in experts.block_biases]
+    kernels = [
+        ops.convert_to_numpy(k).reshape(-1, k.shape[-2], *b.shape)
+        if len(k.shape) == 2
+        else ops.convert_to_numpy(k)
+        for k, b in zip(experts.block_kernels, biases, strict=True)
+    ]
+    return np.concatenate(kernels), np.concatenate(biases)
 
 
 def make_layers(num_experts, units, num_tasks, input_dim):

@@ -35,7 +35,7 @@ def test_loop_reference_equals_fused_layer_in_column_blocks():
     # The benchmark's 8 experts of 64 on 256 inputs: 4 blocks of 2 experts.
     x = np.random.default_rng(1).normal(size=(4, 256)).astype("float32")
     fused, loop = layer_speed.make_layers(8, 64, 3, 256)
-    assert fused.experts.kernels[0].shape[0] == 4
+    assert len(fused.experts.block_kernels) == 4
     for f, lp in zip(fused(x), loop(x), strict=True):
         np.testing.assert_allclose(np.asarray(lp), np.asarray(f), atol=1e-5)
 
@@ -60,7 +60,7 @@ def test_timed_train_steps_do_the_same_math():
     for f, lp in zip(fused(X), loop(X), strict=True):
         np.testing.assert_allclose(np.asarray(lp), np.asarray(f), atol=1e-5)
     assert not np.allclose(
-        np.asarray(fused.experts.biases[0]), 0.0
+        np.asarray(fused.experts.block_biases[0]), 0.0
     )  # The step did update the weights.
 
 

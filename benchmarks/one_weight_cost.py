@@ -3,24 +3,23 @@
 Run: `python -m benchmarks.one_weight_cost` (~3 min; `--quick` for a tiny
 run). Writes `benchmarks/results/one_weight_cost.json` and prints a table.
 
-The library keeps all experts of a layer in one weight. `layer_speed` finds
-the fused layer slower than a per-expert loop in small-batch training with 8
-experts of 64. This benchmark asks whether the one weight is the cause: it
-times, in interleaved blocks with the `layer_speed` harness (same steps, same
-Adam), three layers that compute the same numbers:
+`Experts` keeps its first layer's column blocks in a weight each (at most 8).
+This benchmark times, in interleaved blocks with the `layer_speed` harness
+(same steps, same Adam), three layers that compute the same numbers:
 
-- fused: `keras_mmoe.MMoE` as shipped. The first expert layer's kernel is one
-  weight `(blocks, in, experts_per_block, units)`, used block by block.
-- split: `SplitKernelMMoE` below, the same ops on the same blocks, but every
-  column block is a variable of its own (the layout the one-weight rule
-  forbids; its number of weights grows with the blocks).
+- blocks: `keras_mmoe.MMoE` as shipped, a kernel `(in, columns)` and a bias
+  per column block of the first expert layer.
+- one_kernel: `OneKernelMMoE` below, the same ops on the same blocks, but
+  the first expert layer's kernel is one weight `(blocks, in,
+  experts_per_block, units)` and its bias one `(experts, units)`, sliced
+  block by block in every call.
 - loop: `layer_speed.LoopMMoE`, one Dense stack per expert.
 
-If split keeps up with the loop where fused does not, the difference is the
-one weight: TensorFlow runs the optimizer (and the gradient assembly) per
-variable, so one large variable's update waits for every block's gradient
-and then runs op by op over the whole kernel, while per-block variables
-update as their own gradients arrive.
+Where blocks keeps up with the loop and one_kernel does not, the difference
+is the one weight: TensorFlow runs the optimizer (and the gradient assembly)
+per variable, so one large variable's update waits for every block's
+gradient and then runs op by op over the whole kernel, while per-block
+variables update as their own gradients arrive.
 """
 
 import argparse
@@ -39,11 +38,11 @@ from benchmarks import layer_speed, timing  # noqa: E402
 from keras_mmoe import Experts, MMoE  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "one_weight_cost.json"
-IMPLEMENTATIONS = ("fused", "split", "loop")
+IMPLEMENTATIONS = ("blocks", "one_kernel", "loop")
 
 
-class SplitKernelExperts(Experts):
-    """`Experts` (one layer, one group) with a variable per column block.
+class OneKernelExperts(Experts):
+    """`Experts` (one layer, one group) whose first layer is one weight.
 
     Same blocks, same ops (a matmul with fused bias add and activation per
     block, then one concat) as `Experts`; only the storage differs.
@@ -52,52 +51,51 @@ class SplitKernelExperts(Experts):
     def build(self, input_shape):
         if len(self.units) != 1 or self.num_groups != 1:
             raise ValueError(
-                "SplitKernelExperts has one layer and one group. Received: "
+                "OneKernelExperts has one layer and one group. Received: "
                 f"units={self.units}, num_groups={self.num_groups}"
             )
-        in_dim = input_shape[-1]
         # The column blocks `Experts` chooses for these shapes.
-        fused = Experts.from_config(self.get_config())
-        fused.build(input_shape)
-        blocks = fused.kernels[0].shape[0]
-        columns = self.num_experts // blocks * self.units[0]
-        self.block_kernels = [
-            self.add_weight(name=f"kernel_0_{i}", shape=(in_dim, columns))
-            for i in range(blocks)
-        ]
-        self.block_biases = [
-            self.add_weight(
-                name=f"bias_0_{i}", shape=(columns,), initializer="zeros"
-            )
-            for i in range(blocks)
-        ]
+        shipped = Experts.from_config(self.get_config())
+        shipped.build(input_shape)
+        kernel, _ = layer_speed.first_layer(shipped)
+        # (blocks, in, experts_per_block, units)
+        self.kernel = self.add_weight(
+            name="kernel_0", shape=kernel.shape, initializer="zeros"
+        )
+        self.bias = self.add_weight(
+            name="bias_0",
+            shape=(self.num_experts, self.units[0]),
+            initializer="zeros",
+        )
+        self.copy_weights_from(shipped)
 
     def call(self, inputs):
-        # `ops.add` of the 1-D bias straight after the matmul, as in
-        # `Experts`: TensorFlow fuses the two (and the ReLU) into one kernel.
+        # A tensor, not the variable: see `Experts`.
+        kernel = ops.convert_to_tensor(self.kernel)
+        blocks, in_dim = kernel.shape[:2]
+        biases = ops.unstack(ops.reshape(self.bias, (blocks, -1)))
         hs = [
-            self.activation(ops.add(ops.matmul(inputs, k), b))
-            for k, b in zip(self.block_kernels, self.block_biases, strict=True)
+            self.activation(
+                ops.add(ops.matmul(inputs, ops.reshape(k, (in_dim, -1))), b)
+            )
+            for k, b in zip(ops.unstack(kernel), biases, strict=True)
         ]
         h = hs[0] if len(hs) == 1 else ops.concatenate(hs, axis=-1)
         return ops.reshape(h, (-1, self.num_experts, self.units[0]))
 
     def copy_weights_from(self, experts: Experts):
-        """Block `i` of `experts`' one kernel and bias become variable `i`."""
-        kernel = ops.convert_to_numpy(experts.kernels[0])
-        bias = ops.convert_to_numpy(experts.biases[0])
-        blocks, in_dim = kernel.shape[:2]
-        for i in range(blocks):
-            self.block_kernels[i].assign(kernel[i].reshape(in_dim, -1))
-            self.block_biases[i].assign(bias.reshape(blocks, -1)[i])
+        """`experts`' block kernels and biases, stacked into one of each."""
+        kernel, bias = layer_speed.first_layer(experts)
+        self.kernel.assign(kernel)
+        self.bias.assign(bias)
 
 
-class SplitKernelMMoE(MMoE):
-    """`MMoE` whose experts are `SplitKernelExperts`; gates unchanged."""
+class OneKernelMMoE(MMoE):
+    """`MMoE` whose experts are `OneKernelExperts`; gates unchanged."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.experts = SplitKernelExperts.from_config(self.experts.get_config())
+        self.experts = OneKernelExperts.from_config(self.experts.get_config())
 
     def copy_weights_from(self, mmoe: MMoE):
         self.experts.copy_weights_from(mmoe.experts)
@@ -106,16 +104,19 @@ class SplitKernelMMoE(MMoE):
 
 
 def make_layers(num_experts, units, num_tasks, input_dim):
-    """fused, split and loop layers holding equal weights."""
-    fused, loop = layer_speed.make_layers(
+    """blocks, one_kernel and loop layers holding equal weights."""
+    blocks, loop = layer_speed.make_layers(
         num_experts, units, num_tasks, input_dim
     )
-    split = SplitKernelMMoE(
-        num_tasks, num_experts=num_experts, expert_units=units, name="split"
+    one_kernel = OneKernelMMoE(
+        num_tasks,
+        num_experts=num_experts,
+        expert_units=units,
+        name="one_kernel",
     )
-    split.build((None, input_dim))
-    split.copy_weights_from(fused)
-    return {"fused": fused, "split": split, "loop": loop}
+    one_kernel.build((None, input_dim))
+    one_kernel.copy_weights_from(blocks)
+    return {"blocks": blocks, "one_kernel": one_kernel, "loop": loop}
 
 
 @dataclass
@@ -171,8 +172,8 @@ def run(config: Config) -> list[dict]:
                         for name in IMPLEMENTATIONS
                     },
                     **{f"{name}_ms": ms[name] * 1e3 for name in ms},
-                    "fused_speedup": ms["loop"] / ms["fused"],
-                    "split_speedup": ms["loop"] / ms["split"],
+                    "blocks_speedup": ms["loop"] / ms["blocks"],
+                    "one_kernel_speedup": ms["loop"] / ms["one_kernel"],
                 }
                 rows.append(row)
                 print(format_row(row), flush=True)
@@ -180,17 +181,17 @@ def run(config: Config) -> list[dict]:
 
 
 HEADER = (
-    f"{'mode':<7}{'batch':>6}{'experts':>8}{'units':>6}{'fused ms':>10}"
-    f"{'split ms':>10}{'loop ms':>10}{'fused':>8}{'split':>8}  (x vs loop)"
+    f"{'mode':<7}{'batch':>6}{'experts':>8}{'units':>6}{'blocks ms':>10}"
+    f"{'one ms':>10}{'loop ms':>10}{'blocks':>8}{'one':>8}  (x vs loop)"
 )
 
 
 def format_row(row) -> str:
     return (
         f"{row['mode']:<7}{row['batch']:>6}{row['num_experts']:>8}"
-        f"{row['units']:>6}{row['fused_ms']:>10.4f}{row['split_ms']:>10.4f}"
-        f"{row['loop_ms']:>10.4f}{row['fused_speedup']:>7.2f}x"
-        f"{row['split_speedup']:>7.2f}x"
+        f"{row['units']:>6}{row['blocks_ms']:>10.4f}"
+        f"{row['one_kernel_ms']:>10.4f}{row['loop_ms']:>10.4f}"
+        f"{row['blocks_speedup']:>7.2f}x{row['one_kernel_speedup']:>7.2f}x"
     )
 
 
@@ -205,15 +206,16 @@ def main(argv=None) -> dict:
         "config": asdict(config),
         "machine": timing.machine(("tensorflow", "keras")),
         "implementations": {
-            "fused": "keras_mmoe.MMoE: first expert layer one weight",
-            "split": "SplitKernelMMoE: the same ops, a variable per block",
+            "blocks": "keras_mmoe.MMoE: a weight per first-layer block",
+            "one_kernel": "OneKernelMMoE: the same ops, the first layer "
+            "one weight",
             "loop": "layer_speed.LoopMMoE: one Dense stack per expert",
         },
         "rows": rows,
-        "fused_slower_than_loop": [
+        "blocks_slower_than_loop": [
             {k: row[k] for k in ("mode", "batch", "num_experts", "units")}
             for row in rows
-            if row["fused_speedup"] < 1.0
+            if row["blocks_speedup"] < 1.0
         ],
     }
     timing.write_results(args, RESULTS, result)

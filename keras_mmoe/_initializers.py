@@ -24,19 +24,21 @@ def clone(initializer, seed_offset: int):
     return initializer.__class__.from_config(config)
 
 
-def per_expert(initializer, num_experts: int, axis: int):
+def per_expert(initializer, num_experts: int, axis: int, first: int = 0):
     """Initializer for a weight holding `num_experts` stacked on `axis`.
 
     Each expert's slice is drawn with its own copy of `initializer` and the
     shape of one expert, so fan-in and fan-out (Glorot, He) are those of one
-    expert, not of the fused tensor.
+    expert, not of the fused tensor. The slices are experts `first`,
+    `first + 1`, ...: a weight holding a block of a layer's experts starts
+    them as the whole layer's copies would.
     """
 
     def init(shape, dtype=None):
         one_shape = list(shape)
         del one_shape[axis]
         slices = [
-            clone(initializer, e)(tuple(one_shape), dtype=dtype)
+            clone(initializer, first + e)(tuple(one_shape), dtype=dtype)
             for e in range(num_experts)
         ]
         return ops.stack(slices, axis=axis)

@@ -39,23 +39,45 @@ def experts(w, x, prefix="experts/", activation=relu):
 
     Returns a list of (batch, units) per expert.
     """
-    # (blocks, in, per_block, units0): a block per group, or column blocks
-    # that all read the one input.
-    k0 = w[f"{prefix}kernel_0"]
-    num_groups, _, per_group, _ = k0.shape
-    depth = sum(1 for name in w if name.startswith(f"{prefix}kernel_"))
-    inputs = x if isinstance(x, list) else [x] * num_groups
+    # The first layer in blocks b = 0, 1, ...: kernel_0_<b> (parts, in,
+    # per_part, units0), or (in, per_part * units0) for one part; bias_0_<b>
+    # (parts * per_part, units0). A part is a group, or a column block that
+    # reads the one input.
+    b0 = _numbered(w, f"{prefix}bias_0_")
+    k0 = np.concatenate(
+        [
+            k.reshape(-1, k.shape[-2], *b.shape) if k.ndim == 2 else k
+            for k, b in zip(_numbered(w, f"{prefix}kernel_0_"), b0, strict=True)
+        ]
+    )
+    b0 = np.concatenate(b0)
+    num_parts, _, per_part, _ = k0.shape
+    depth = 1 + sum(
+        1
+        for name in w
+        if name.startswith(f"{prefix}kernel_")
+        and not name.startswith(f"{prefix}kernel_0_")
+    )
+    inputs = x if isinstance(x, list) else [x] * num_parts
     out = []
-    for g in range(num_groups):
-        for j in range(per_group):
-            e = g * per_group + j
-            h = activation(inputs[g] @ k0[g, :, j] + w[f"{prefix}bias_0"][e])
+    for g in range(num_parts):
+        for j in range(per_part):
+            e = g * per_part + j
+            h = activation(inputs[g] @ k0[g, :, j] + b0[e])
             for i in range(1, depth):
                 h = activation(
                     h @ w[f"{prefix}kernel_{i}"][e] + w[f"{prefix}bias_{i}"][e]
                 )
             out.append(h)
     return out
+
+
+def _numbered(w, stem):
+    """w[stem + "0"], w[stem + "1"], ... as a list."""
+    values = []
+    while f"{stem}{len(values)}" in w:
+        values.append(w[f"{stem}{len(values)}"])
+    return values
 
 
 def gate(w, x, prefix, temperature=1.0):

@@ -26,8 +26,9 @@ def test_hand_set_weights_give_hand_computed_outputs():
     # expert 1 (logits [0, ln 3]), gate 1 is uniform.
     layer = MMoE(2, num_experts=2, expert_units=1)
     layer.build((None, 1))
-    layer.experts.kernels[0].assign(np.array([[[[1.0], [2.0]]]]))
-    layer.experts.biases[0].assign(np.zeros((2, 1)))
+    (kernel,) = layer.experts.block_kernels  # (1, in, experts, units)
+    kernel.assign(np.array([[[[1.0], [2.0]]]]))
+    layer.experts.block_biases[0].assign(np.zeros((2, 1)))
     layer.gates[0].kernel.assign(np.array([[0.0, np.log(3.0)]]))
     layer.gates[0].bias.assign(np.zeros(2))
     layer.gates[1].kernel.assign(np.zeros((1, 2)))
@@ -103,6 +104,11 @@ def test_weight_count_does_not_grow_with_experts():
         layer.build((None, 6))
         sizes.add(len(layer.weights))
     assert sizes == {4 + 2 * 3}
+    # Wide experts: a kernel and a bias per block, at most 8 blocks.
+    for num_experts in (16, 64):
+        layer = MMoE(3, num_experts=num_experts, expert_units=[64, 8])
+        layer.build((None, 1024))
+        assert len(layer.weights) == 2 * 8 + 2 + 2 * 3
 
 
 @pytest.mark.parametrize(
@@ -191,7 +197,7 @@ def test_every_matmul_feeds_a_bias_add_tensorflow_can_fuse(
     )
     matmuls = [op for op in graph.get_operations() if op.type == "MatMul"]
     # The experts' first layer (one matmul per column block) and all gates.
-    assert len(matmuls) == layer.experts.kernels[0].shape[0] + 1
+    assert len(matmuls) == len(layer.experts.block_kernels) + 1
     for op in matmuls:
         consumers = {c.type for c in op.outputs[0].consumers()}
         assert consumers == {"BiasAdd"}, (op.name, consumers)
