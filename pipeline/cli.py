@@ -197,6 +197,7 @@ def cmd_run(args) -> int:
             args.label_columns,
             paths.data_root,
             need_csv_splits="--baseline" if args.baseline else None,
+            beam_args=args.beam_arg,
         )
     except ingest.InputError as e:
         print(f"mmoe: {e}", file=sys.stderr)

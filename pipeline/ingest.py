@@ -154,6 +154,7 @@ def ingest(
     split_column: str = "split",
     need_csv_splits: str | None = None,
     chunk_bytes: int = table.CHUNK_BYTES,
+    beam_args: list[str] | None = None,
 ) -> IngestSummary:
     """Validates `data` and writes the pipeline's input files under `root`.
 
@@ -162,6 +163,8 @@ def ingest(
         need_csv_splits: optional str. What needs per-split CSVs (e.g.
             "--baseline"): a CSV without a split column is then refused.
         chunk_bytes: int. Bytes of input read at a time.
+        beam_args: optional list of Beam pipeline options, for the
+            filesystem of a URL (e.g. `--s3_region_name=...`).
 
     Raises:
         InputError: no file or a missing column, a split value other than
@@ -171,7 +174,10 @@ def ingest(
     """
     try:
         reader = table.TableReader(
-            data, chunk_bytes=chunk_bytes, keep_skipped=SKIPPED_ROWS_NAMED
+            data,
+            chunk_bytes=chunk_bytes,
+            keep_skipped=SKIPPED_ROWS_NAMED,
+            beam_args=beam_args,
         )
     except table.ReadError as e:
         raise InputError(str(e)) from None

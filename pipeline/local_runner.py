@@ -76,7 +76,11 @@ def run(
     paths = RunPaths(os.path.abspath(output))
     if summary is None:
         summary = ingest.ingest(
-            data, text_columns, label_columns, paths.data_root
+            data,
+            text_columns,
+            label_columns,
+            paths.data_root,
+            beam_args=beam_args,
         )
     data_root = (
         paths.data_root

@@ -28,8 +28,11 @@ def is_pattern(path: str) -> bool:
     return _GLOB.search(path) is not None
 
 
-def match(pattern: str) -> list[str]:
+def match(pattern: str, beam_args: list[str] | None = None) -> list[str]:
     """The files `pattern` names, sorted; a plain name is itself.
+
+    `beam_args` are Beam pipeline options for a URL's filesystem, e.g.
+    `--s3_region_name=eu-west-1` or `--project=...`.
 
     Raises:
         FilesError: nothing matched (`Data file not found: ...`), or the
@@ -41,7 +44,7 @@ def match(pattern: str) -> list[str]:
         else:
             found = [pattern] if os.path.isfile(pattern) else []
     else:
-        found = _match_remote(pattern)
+        found = _match_remote(pattern, beam_args)
     if not found:
         if is_pattern(pattern):
             raise FilesError(f"No file matches {pattern}")
@@ -49,42 +52,44 @@ def match(pattern: str) -> list[str]:
     return found
 
 
-def open_binary(path: str):
+def open_binary(path: str, beam_args: list[str] | None = None):
     """`path` opened for reading bytes (compressed files as they are)."""
     if not is_remote(path):
         return open(path, "rb")
-    filesystems = _beam_filesystems(path)
-    if filesystems is None:
+    filesystem = _beam_filesystem(path, beam_args)
+    if filesystem is None:
         import tensorflow as tf
 
         return tf.io.gfile.GFile(path, "rb")
     from apache_beam.io.filesystem import CompressionTypes
 
-    return filesystems.open(
-        path, compression_type=CompressionTypes.UNCOMPRESSED
-    )
+    return filesystem.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def _beam_filesystems(path: str):
-    """Beam's FileSystems when it has a filesystem for `path`'s scheme, else
-    None."""
+def _beam_filesystem(path: str, beam_args):
+    """Beam's filesystem for `path`'s scheme with `beam_args` as its
+    options, or None when Beam has none."""
     from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     try:
-        FileSystems.get_filesystem(path)
+        kind = type(FileSystems.get_filesystem(path))
     except ValueError:
         return None
-    return FileSystems
+    return kind(PipelineOptions(beam_args or []))
 
 
-def _match_remote(pattern: str) -> list[str]:
-    filesystems = _beam_filesystems(pattern)
-    if filesystems is not None:
+def _match_remote(pattern: str, beam_args) -> list[str]:
+    filesystem = _beam_filesystem(pattern, beam_args)
+    if filesystem is not None:
         try:
-            (result,) = filesystems.match([pattern])
+            (result,) = filesystem.match([pattern])
         except Exception as e:  # Beam wraps every failure in its own type.
+            hint = ""
+            if "Missing boto3" in str(e):
+                hint = " (s3:// needs: pip install 'apache-beam[aws]')"
             raise FilesError(
-                f"Could not list {pattern}: {_first_line(e)}"
+                f"Could not list {pattern}: {_first_line(e)}{hint}"
             ) from None
         return sorted(m.path for m in result.metadata_list)
     import tensorflow as tf

@@ -53,6 +53,8 @@ class TableReader:
         chunk_bytes: int. Bytes read at a time.
         keep_skipped: optional int. How many skipped rows to name in
             `skipped` (all by default); `skipped_count` counts them all.
+        beam_args: optional list of Beam pipeline options for a URL's
+            filesystem (`serving.files.match`).
 
     Attributes:
         files: the matched files.
@@ -77,9 +79,11 @@ class TableReader:
         pattern: str,
         chunk_bytes: int = CHUNK_BYTES,
         keep_skipped: int | None = None,
+        beam_args: list[str] | None = None,
     ):
+        self.beam_args = beam_args
         try:
-            self.files = files.match(str(pattern))
+            self.files = files.match(str(pattern), beam_args)
         except files.FilesError as e:
             raise ReadError(str(e)) from None
         formats = {input_format(f) for f in self.files}
@@ -122,7 +126,7 @@ class TableReader:
 
     def _open(self, path):
         """`path`'s bytes, decompressed when it ends in `.gz`."""
-        raw = files.open_binary(path)
+        raw = files.open_binary(path, self.beam_args)
         if not path.endswith(".gz"):
             return raw
         return gzip.GzipFile(fileobj=raw, mode="rb")
