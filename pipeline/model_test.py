@@ -470,8 +470,10 @@ def test_run_fn_on_two_workers_trains_as_one_worker(tmp_path):
       halves, instead of the mean over the batch's labelled rows (rows miss
       labels), so the curves differ a little from the first step on;
       measured at most 0.016 apart per epoch (1.106 against 1.122 in the
-      first) and 0.0065 in the final validation loss, and every final
-      accuracy and AUC equal (1.0: the tiny tasks are separable).
+      first), final validation losses at most 0.019 apart (0.150 against
+      0.169 for recommended_ind), and every final accuracy and AUC equal
+      (1.0: the tiny tasks are separable). The tolerance is about three
+      times the largest measured gap.
 
     Both workers are given the same output folders, as the Trainer gives
     them: only the chief's (worker 0's) files are kept.
