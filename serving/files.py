@@ -39,10 +39,10 @@ def match(pattern: str, beam_args: list[str] | None = None) -> list[str]:
             scheme has no installed client.
     """
     if not is_remote(pattern):
-        if is_pattern(pattern):
-            found = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+        if os.path.isfile(pattern):  # A name may hold [ or * itself.
+            found = [pattern]
         else:
-            found = [pattern] if os.path.isfile(pattern) else []
+            found = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
     else:
         found = _match_remote(pattern, beam_args)
     if not found:

@@ -25,6 +25,9 @@ def test_a_local_pattern_matches_files_in_sorted_order(tmp_path):
     ]
     with pytest.raises(files.FilesError, match="No file matches .*x-"):
         files.match(str(tmp_path / "x-*.csv"))
+    odd = tmp_path / "reviews[2024].csv"
+    odd.write_text("a\n")
+    assert files.match(str(odd)) == [str(odd)]
 
 
 def test_urls_are_told_from_local_paths():
