@@ -8,11 +8,12 @@
 Input: a CSV (`.csv`, `.csv.gz`; the text is the `--text-column` cells
 joined with a space, as the pipeline's Transform joins them) or a TFRecord
 of tf.Examples (a name containing `.tfrecord`, gzipped if it ends in `.gz`;
-each example goes to `serving_default` as it is). Rows are numbered as they
-are read, so every row keeps its identity however the runner reorders or
-retries work: its `--id-column` value, else its 0-based row number in the
-file (malformed rows are skipped, named in the summary, and keep their
-numbers, so the ids of the rows after them do not shift).
+each example goes to `serving_default` as it is); a file or a pattern of
+files, as `mmoe run` reads them. Rows are numbered as they are read (on
+across a pattern's files), so every row keeps its identity however the
+runner reorders or retries work: its `--id-column` value, else its 0-based
+row number (malformed rows are skipped, named in the summary, and keep
+their numbers, so the ids of the rows after them do not shift).
 
 The scoring runs in Beam's `RunInference` with a model handler that loads the
 SavedModel (`tf.saved_model.load` after `import tensorflow_text`) once per
@@ -34,7 +35,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from serving import features, predict, table
+from serving import features, files, predict, table
 
 SUFFIX = ".jsonl"
 PREFIX = "predictions"
@@ -51,10 +52,12 @@ def read_rows(data, text_columns=None, id_column=None):
     tf.Examples of a TFRecord, each with its `id_column` value or else its
     0-based row number (skipped rows keep their numbers), and where the
     skipped malformed rows are (`table.Table.skipped`)."""
-    if not os.path.isfile(data):
-        raise ScoreError(f"Data file not found: {data}")
+    try:
+        paths = files.match(data)
+    except files.FilesError as e:
+        raise ScoreError(str(e)) from None
     if table.input_format(data) == "tfrecord":
-        return _read_tfrecord(data, id_column)
+        return _read_tfrecord(paths, id_column)
     if not text_columns:
         raise ScoreError("A CSV needs --text-column: which columns hold text.")
     try:
@@ -78,13 +81,14 @@ def read_rows(data, text_columns=None, id_column=None):
     return rows, read.skipped
 
 
-def _read_tfrecord(data, id_column):
+def _read_tfrecord(paths, id_column):
     import tensorflow as tf
 
-    compression = "GZIP" if data.endswith(".gz") else ""
+    name = paths[0] if len(paths) == 1 else f"{paths[0]} ..."
+    compression = "GZIP" if paths[0].endswith(".gz") else ""
     rows, skipped = [], []
     try:
-        records = tf.data.TFRecordDataset(data, compression_type=compression)
+        records = tf.data.TFRecordDataset(paths, compression_type=compression)
         for number, record in enumerate(records.as_numpy_iterator()):
             key = number
             try:
@@ -97,7 +101,7 @@ def _read_tfrecord(data, id_column):
                 feature = example.features.feature.get(id_column)
                 if feature is None:
                     raise ScoreError(
-                        f"Record {number} of {data} has no {id_column!r}."
+                        f"Record {number} of {name} has no {id_column!r}."
                     )
                 kind = feature.WhichOneof("kind")
                 (key,) = getattr(feature, kind).value[:1] or [None]
@@ -105,7 +109,7 @@ def _read_tfrecord(data, id_column):
             rows.append((key, record))
     except tf.errors.OpError as e:
         raise ScoreError(
-            f"Could not read TFRecord {data}: {e.message.splitlines()[0]}"
+            f"Could not read TFRecord {name}: {e.message.splitlines()[0]}"
         ) from None
     return rows, skipped
 
@@ -281,7 +285,11 @@ def add_score_command(subparsers) -> None:
         "score", help="score a CSV or TFRecord with a model, on Apache Beam"
     )
     cmd.add_argument("--model", required=True, help="SavedModel or model dir")
-    cmd.add_argument("--data", required=True, help="CSV or TFRecord file")
+    cmd.add_argument(
+        "--data",
+        required=True,
+        help="CSV or TFRecord file, or a quoted pattern of files",
+    )
     cmd.add_argument("--output", required=True, help="folder to create")
     cmd.add_argument("--text-column", nargs="+", metavar="COL")
     cmd.add_argument("--id-column")

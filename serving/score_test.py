@@ -146,6 +146,38 @@ def test_id_column_and_tfrecord_input_agree(model_dir, csv_path, tmp_path):
             )
 
 
+def test_a_pattern_of_parts_scores_as_the_whole_file(
+    model_dir, csv_path, tmp_path
+):
+    lines = gzip.decompress(open(csv_path, "rb").read()).splitlines(True)
+    header, rows = lines[0], lines[1:]
+    for part, chunk in enumerate([rows[:17], rows[17:]]):
+        (tmp_path / f"part-{part}.csv").write_bytes(b"".join([header, *chunk]))
+    whole = {
+        row["id"]: row for row in _read_scored(model_dir, csv_path, tmp_path)
+    }
+    result = score.score(
+        model_dir,
+        str(tmp_path / "part-*.csv"),
+        str(tmp_path / "parts"),
+        text_columns=[TITLE, BODY],
+    )
+    parts = {row["id"]: row for row in _read(tmp_path / "parts")}
+    # Rows are numbered on across the files, in the files' order.
+    assert result["rows"] == N + 1 and sorted(parts) == sorted(whole)
+    for number, row in parts.items():
+        for task in serving_testing.TASKS:
+            assert row[task]["label"] == whole[number][task]["label"]
+    with pytest.raises(score.ScoreError, match="No file matches"):
+        score.score(
+            model_dir,
+            str(tmp_path / "nope-*.csv"),
+            str(tmp_path / "none"),
+            text_columns=[TITLE, BODY],
+        )
+    assert not (tmp_path / "none").exists()
+
+
 def test_tfrecord_records_that_are_no_example_are_named(model_dir, tmp_path):
     import tensorflow as tf
 
