@@ -8,11 +8,9 @@ import signal
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT / "data" / "womens_clothing_reviews.csv.gz"
 TEXT = ["Title", "Review Text"]
 LABELS = ["Recommended IND", "Rating", "Department Name"]
 # What a Beam worker process logs, relayed by the runner (`--verbose`).
@@ -24,15 +22,8 @@ TWO_WORKERS = [
 
 
 @pytest.fixture(scope="module")
-def small_csv(tmp_path_factory):
-    frame = pd.read_csv(DATA)
-    parts = [
-        frame[frame.split == split].head(n)
-        for split, n in [("train", 200), ("validation", 50), ("test", 50)]
-    ]
-    path = tmp_path_factory.mktemp("data") / "small.csv"
-    pd.concat(parts).to_csv(path, index=False)
-    return str(path)
+def small_csv(reviews_slice):
+    return reviews_slice(train=200, validation=50, test=50)
 
 
 def _mmoe_run(csv: str, output: str, beam_args: list[str], timeout=1800):

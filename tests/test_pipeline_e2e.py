@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT / "data" / "womens_clothing_reviews.csv.gz"
 TEXT = ["Title", "Review Text"]
 LABELS = ["Recommended IND", "Rating", "Department Name"]
 COMPONENTS = [
@@ -26,15 +25,8 @@ COMPONENTS = [
 
 
 @pytest.fixture(scope="module")
-def small_csv(tmp_path_factory):
-    frame = pd.read_csv(DATA)
-    parts = [
-        frame[frame.split == split].head(n)
-        for split, n in [("train", 400), ("validation", 100), ("test", 100)]
-    ]
-    path = tmp_path_factory.mktemp("data") / "small.csv"
-    pd.concat(parts).to_csv(path, index=False)
-    return str(path)
+def small_csv(reviews_slice):
+    return reviews_slice(train=400, validation=100, test=100)
 
 
 def _executions(metadata_path):
