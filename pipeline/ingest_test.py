@@ -106,16 +106,6 @@ def test_missing_file_is_named(tmp_path):
         ingest.ingest(str(tmp_path / "none.csv"), ["a"], ["b"], str(tmp_path))
 
 
-def test_unchanged_data_keeps_its_files(tmp_path):
-    args = (_csv(tmp_path, ROWS), ["Title"], ["Rating"], str(tmp_path / "o"))
-    ingest.ingest(*args)
-    written = tmp_path / "o" / "train" / "data.csv"
-    before = written.stat().st_mtime_ns
-    os.utime(written, ns=(before - 10**9, before - 10**9))
-    ingest.ingest(*args)
-    assert written.stat().st_mtime_ns == before - 10**9
-
-
 def _tfrecord(path, rows, gzip=False):
     import tensorflow as tf
 
@@ -330,11 +320,17 @@ def test_a_split_the_input_no_longer_has_is_not_left_behind(tmp_path):
     assert not (tmp_path / "o" / "test" / "data.csv").exists()
 
 
-def test_an_unchanged_tfrecord_keeps_its_staged_files(tmp_path):
-    path = _tfrecord(tmp_path / "data.tfrecord", TF_ROWS)
-    args = (path, ["Review Text"], ["Rating"], str(tmp_path / "o"))
+@pytest.mark.parametrize("kind", ["csv", "tfrecord"])
+def test_unchanged_input_keeps_its_staged_files(tmp_path, kind):
+    # A rewrite would change the file's mtime and miss TFX's cache.
+    if kind == "csv":
+        data, text = _csv(tmp_path, ROWS), "Title"
+    else:
+        data = _tfrecord(tmp_path / "data.tfrecord", TF_ROWS)
+        text = "Review Text"
+    args = (data, [text], ["Rating"], str(tmp_path / "o"))
     ingest.ingest(*args)
-    written = tmp_path / "o" / "train" / "data.tfrecord"
+    written = tmp_path / "o" / "train" / f"data.{kind}"
     before = written.stat().st_mtime_ns
     os.utime(written, ns=(before - 10**9, before - 10**9))
     ingest.ingest(*args)
