@@ -2,7 +2,6 @@
 
 import pathlib
 
-import pandas as pd
 import pytest
 
 REVIEWS = (
@@ -18,6 +17,10 @@ def reviews_slice(tmp_path_factory):
     bundled reviews, as many as asked, in a new CSV; returns its path."""
 
     def write(train: int, validation: int, test: int) -> str:
+        # Here, not at the top: the backend venvs, which load this file for
+        # their tests in tests/, have no pandas.
+        import pandas as pd
+
         frame = pd.read_csv(REVIEWS)
         sizes = {"train": train, "validation": validation, "test": test}
         parts = [frame[frame.split == s].head(n) for s, n in sizes.items()]
