@@ -87,7 +87,9 @@ def fit_task(
         logit of class 1) and `num_classes` otherwise.
     """
     keep = y_train >= 0
-    x, y = x_train[keep], y_train[keep]
+    # Rows without a label are dropped (a copy); when every row has one,
+    # the matrix is used as given.
+    x, y = (x_train, y_train) if keep.all() else (x_train[keep], y_train[keep])
     classes = np.unique(y)
     units = 1 if num_classes == 2 else num_classes
     terms = x_train.shape[1]
