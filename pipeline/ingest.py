@@ -11,9 +11,13 @@ what it had to fix.
 
 The rows stream through: the input is read in chunks of
 `table.CHUNK_BYTES`, each row is counted and appended to its split's file,
-and memory holds only counters and each label's classes, whatever the
-input's size. What is cheap to check (the files exist, a CSV's header and
-columns) is checked before any row is read. The files are written in a
+and memory holds only counters, each label's classes and, at the end, one
+bucket of the training rows' shuffle (`SHUFFLE_BUCKETS`), whatever the
+input's size. The rows that train are staged in a seeded random order, so
+nothing downstream has to hold a split to shuffle it.
+
+What is cheap to check (the files exist, a CSV's header and columns) is
+checked before any row is read. The files are written in a
 hidden folder under `root` and moved into place only when every row has
 been read and the checks that need all of them have passed.
 """
@@ -21,8 +25,10 @@ been read and the checks that need all of them have passed.
 import csv
 import dataclasses
 import filecmp
+import io
 import operator
 import os
+import random
 import shutil
 import tempfile
 
@@ -31,6 +37,13 @@ from serving import features, table
 SPLITS = ("train", "validation", "test")
 # Skipped rows named in the summary; all are counted.
 SKIPPED_ROWS_NAMED = 20
+# The rows that train (the train split, or all rows when ExampleGen splits
+# them) are staged in a random order through this many bucket files: the
+# shuffle holds one bucket, a 1/SHUFFLE_BUCKETS share of them, in memory.
+SHUFFLE_BUCKETS = 64
+SHUFFLE_SEED = 0
+# Splits staged in a random order.
+SHUFFLED = ("train", "all")
 
 
 class InputError(ValueError):
@@ -83,30 +96,59 @@ def _spelling_warnings(column: str, classes: list[str]) -> list[str]:
 
 
 class _SplitWriter:
-    """One split's rows, appended to `<folder>/data.<kind>` as they come."""
+    """One split's rows, written to `<folder>/data.<kind>`.
 
-    def __init__(self, folder: str, kind: str, columns: list[str]):
+    With `shuffle`, the rows are written in a seeded random order, with
+    memory bounded by a share of the split: each row goes, as it comes, to
+    one of `SHUFFLE_BUCKETS` bucket files chosen at random, and `close`
+    writes the buckets one after another, each shuffled in memory. Every
+    order of the rows is then equally likely (ExampleGen keeps the order, and
+    the Trainer's shuffle buffer holds only a window of it). The seed is
+    fixed: the same input gives the same file.
+    """
+
+    def __init__(self, folder: str, kind: str, columns: list[str], shuffle):
         os.makedirs(folder)
         self.path = os.path.join(folder, f"data.{kind}")
         self.columns = columns
         self.rows = 0
+        self._buckets = None
         if kind == "tfrecord":
             import tensorflow as tf
 
             self._tf = tf
             self._file = tf.io.TFRecordWriter(self.path)
-            self.write = self._write_example
+            self._encode = self._example
+            self._put = self._file.write
         else:
             self._file = open(self.path, "w", newline="", encoding="utf-8")
-            self._csv = csv.writer(self._file, lineterminator="\n")
-            self._csv.writerow(columns)
-            self.write = self._write_csv_row
+            self._line = io.StringIO()
+            self._csv = csv.writer(self._line, lineterminator="\n")
+            self._file.write(self._csv_line(columns))
+            self._encode = self._csv_line
+            self._put = self._file.write
+        if shuffle:
+            self._random = random.Random(SHUFFLE_SEED)
+            self._buckets = [
+                _Bucket(os.path.join(folder, f".bucket-{i:03d}"))
+                for i in range(SHUFFLE_BUCKETS)
+            ]
 
-    def _write_csv_row(self, cells):
-        self._csv.writerow(cells)
+    def write(self, cells) -> None:
+        record = self._encode(cells)
+        if self._buckets is None:
+            self._put(record)
+        else:
+            self._buckets[self._random.randrange(SHUFFLE_BUCKETS)].add(record)
         self.rows += 1
 
-    def _write_example(self, cells):
+    def _csv_line(self, cells) -> str:
+        self._line.seek(0)
+        self._line.truncate()
+        self._csv.writerow(cells)
+        return self._line.getvalue()
+
+    def _example(self, cells) -> bytes:
         """Every column as a bytes feature; an empty cell is left out, as
         CsvExampleGen leaves out an empty CSV cell."""
         tf = self._tf
@@ -120,11 +162,54 @@ class _SplitWriter:
         example = tf.train.Example(features=tf.train.Features(feature=feature))
         # Sorted map keys: the same row gives the same bytes in every
         # process, so an unchanged input keeps its staged file.
-        self._file.write(example.SerializeToString(deterministic=True))
-        self.rows += 1
+        return example.SerializeToString(deterministic=True)
 
-    def close(self):
+    def close(self, keep: bool = True) -> None:
+        """Finishes the file (`keep`), or only releases it."""
+        try:
+            for bucket in (self._buckets or ()) if keep else ():
+                records = bucket.read()
+                self._random.shuffle(records)
+                for record in records:
+                    self._put(record)
+        finally:
+            for bucket in self._buckets or ():
+                bucket.remove()
+            self._file.close()
+
+
+class _Bucket:
+    """Records appended to a file, length-prefixed, read back whole."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = open(path, "wb")
+        self._text = None
+
+    def add(self, record) -> None:
+        if isinstance(record, str):
+            self._text = True
+            record = record.encode("utf-8")
+        self._file.write(len(record).to_bytes(4, "little"))
+        self._file.write(record)
+
+    def read(self) -> list:
         self._file.close()
+        with open(self.path, "rb") as f:
+            data = f.read()
+        records, at = [], 0
+        while at < len(data):
+            size = int.from_bytes(data[at : at + 4], "little")
+            records.append(data[at + 4 : at + 4 + size])
+            at += 4 + size
+        if self._text:
+            return [r.decode("utf-8") for r in records]
+        return records
+
+    def remove(self) -> None:
+        self._file.close()
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 def _check_columns(data, wanted, columns) -> None:
@@ -255,6 +340,7 @@ def _stream(
     classes = {c: set() for c in label_columns}
     missing = dict.fromkeys(label_columns, 0)
     rows = empty_texts = 0
+    read_all = False
     try:
         for _, row in reader.rows():
             if has_split is None:  # A TFRecord's first example.
@@ -284,15 +370,19 @@ def _stream(
             writer = writers.get(split)
             if writer is None:
                 writer = writers[split] = _SplitWriter(
-                    os.path.join(staging, split), kind, columns
+                    os.path.join(staging, split),
+                    kind,
+                    columns,
+                    shuffle=split in SHUFFLED,
                 )
             writer.write(cells)
             rows += 1
+        read_all = True
     except table.ReadError as e:
         raise InputError(str(e)) from None
     finally:
         for writer in writers.values():
-            writer.close()
+            writer.close(keep=read_all)
     return _Counts(
         rows, writers, classes, missing, empty_texts, bool(has_split), columns
     )

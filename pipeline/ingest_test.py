@@ -261,8 +261,52 @@ def test_staged_csv_is_what_pandas_writes(tmp_path):
     frame = table.read_table(path).frame
     for split, rows in frame.groupby("split"):
         expected = rows[["Review Text", "Rating"]].to_csv(index=False)
-        written = tmp_path / "o" / split / "data.csv"
-        assert written.read_bytes() == expected.encode()
+        written = (tmp_path / "o" / split / "data.csv").read_bytes()
+        if split in ingest.SHUFFLED:
+            # The same records, in another order.
+            assert len(written) == len(expected.encode())
+            assert sorted(_records(written.decode())) == sorted(
+                _records(expected)
+            )
+        else:
+            assert written == expected.encode()
+
+
+def _records(text: str) -> list[tuple]:
+    import csv
+    import io
+
+    return [tuple(r) for r in csv.reader(io.StringIO(text, newline=""))]
+
+
+def test_training_rows_are_staged_in_a_seeded_random_order(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(ingest, "SHUFFLE_BUCKETS", 3)
+    body = "".join(f"text {i},{i % 5},{s}\n" for i, s in _splits(200))
+    data = _csv(tmp_path, body, header="Review Text,Rating,split\n")
+    for out in ("a", "b"):
+        ingest.ingest(data, ["Review Text"], ["Rating"], str(tmp_path / out))
+    train = (tmp_path / "a" / "train" / "data.csv").read_text()
+    rows = train.splitlines()[1:]
+    given = [f"text {i},{i % 5}" for i, s in _splits(200) if s == "train"]
+    assert sorted(rows) == sorted(given) and rows != given
+    # Rows of every part of the input are spread over the whole file.
+    first_half = {int(r.split(",")[0][5:]) for r in rows[: len(rows) // 2]}
+    assert min(first_half) < 20 and max(first_half) > 180
+    assert train == (tmp_path / "b" / "train" / "data.csv").read_text()
+    # Other splits keep the input's order; no bucket file is left.
+    test = (tmp_path / "a" / "test" / "data.csv").read_text().splitlines()
+    assert test[1:] == [
+        f"text {i},{i % 5}" for i, s in _splits(200) if s == "test"
+    ]
+    assert not list((tmp_path / "a").rglob(".bucket-*"))
+
+
+def _splits(n: int):
+    return [
+        (i, ("train", "train", "validation", "test")[i % 4]) for i in range(n)
+    ]
 
 
 def test_a_pattern_of_gzipped_and_plain_parts_is_one_input(tmp_path):

@@ -5,6 +5,7 @@ from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, transform_pb2
 
 from pipeline import configs
+from pipeline import example_gen as streaming
 from pipeline.atomic_pusher import AtomicPusher
 from serving import features
 
@@ -157,9 +158,9 @@ def create_pipeline(
             )
         )
     example_gen_class = (
-        tfx.components.CsvExampleGen
+        streaming.CsvExampleGen
         if input_format == "csv"
-        else tfx.components.ImportExampleGen
+        else streaming.ImportExampleGen
     )
     example_gen = example_gen_class(
         input_base=data_root,
