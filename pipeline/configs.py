@@ -29,6 +29,10 @@ TRAINER_DEFAULTS = {
     # and blended with the network's logits, C and the blend weight chosen
     # per task on validation (pipeline.linear). False for the network alone.
     "linear": True,
+    # The regressions are fit on at most this many training rows, and C and
+    # the blend chosen on at most this many validation rows (a seeded uniform
+    # sample of a larger split; document frequencies count every row).
+    "linear_max_rows": 100_000,
     # {reader: [sources]}, by label column or task name: each reader task's
     # logits add a learned map of its sources' logits (keras_mmoe.Task's
     # `reads_from`), e.g. {"Recommended IND": ["Rating"]}. None for none.
@@ -71,9 +75,12 @@ def check_trainer_config(config: dict) -> None:
         return isinstance(value, int) and not isinstance(value, bool)
 
     for key, value in config.items():
-        if key in ("epochs", "batch_size", "embedding_dim") and not (
-            integer(value) and value >= 1
-        ):
+        if key in (
+            "epochs",
+            "batch_size",
+            "embedding_dim",
+            "linear_max_rows",
+        ) and not (integer(value) and value >= 1):
             fail(key, "an integer >= 1")
         if key == "early_stopping_patience" and not (
             integer(value) and value >= 1

@@ -22,6 +22,9 @@ Hyperparameters come from the Trainer's `custom_config` (defaults in
   reader's logits read its sources' logits (`keras_mmoe.Task.reads_from`).
 - `wide`: `BagOfNgrams` arguments of the linear unigram + bigram model added
   to the logits (`MultiTaskModel(wide=...)`), or None for none.
+- `linear`, `linear_max_rows`: the TF-IDF logistic regression per task
+  (`pipeline.linear`), fit on at most `linear_max_rows` training rows and
+  chosen on at most as many validation rows (seeded uniform samples).
 - `epochs`, `batch_size` (global, across replicas), `learning_rate`,
   `early_stopping_patience`, `seed`.
 - `distribution`: `"default"`, `"mirrored"` (every local GPU) or
@@ -275,7 +278,12 @@ def _config(custom_config: dict | None) -> dict:
         transform.get("label_columns", prep.label_columns)
     )
     _strategy_name_check(config["distribution"])
-    for key in ("epochs", "batch_size", "early_stopping_patience"):
+    for key in (
+        "epochs",
+        "batch_size",
+        "early_stopping_patience",
+        "linear_max_rows",
+    ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(
@@ -325,6 +333,75 @@ def _term_batches(dataset: tf.data.Dataset, tasks: list[str]):
             x[features.TERM_COUNTS].numpy(),
             {t: y[t].numpy() for t in tasks},
         )
+
+
+def _document_frequency(layer, batches) -> int:
+    """Sets the layer's document frequencies from one pass over `batches`
+    (`_term_batches`); returns their number of rows."""
+    df = np.zeros(layer.vocabulary_size, np.int64)
+    rows = 0
+    for ids, counts, _ in batches:
+        df += np.bincount(ids[counts > 0], minlength=layer.vocabulary_size)
+        rows += ids.shape[0]
+    layer.set_document_frequency(df, rows)
+    return rows
+
+
+def _sample(rows: int, max_rows: int, rng: np.random.Generator):
+    """Sorted indices of `max_rows` of `rows` rows drawn uniformly without
+    replacement, or None when all `rows` fit."""
+    if rows <= max_rows:
+        return None
+    return np.sort(rng.choice(rows, size=max_rows, replace=False))
+
+
+def _sampled(batches, sample):
+    """The rows of `batches` (`_term_batches`) whose number, counted on
+    across the batches from 0, is in `sample` (sorted); every row when
+    `sample` is None."""
+    if sample is None:
+        yield from batches
+        return
+    start = 0
+    for ids, counts, labels in batches:
+        end = start + ids.shape[0]
+        low, high = np.searchsorted(sample, [start, end])
+        keep = sample[low:high] - start
+        start = end
+        if keep.size:
+            yield (
+                ids[keep],
+                counts[keep],
+                {t: y[keep] for t, y in labels.items()},
+            )
+
+
+def _rows(dataset: tf.data.Dataset, sample, batch_size: int):
+    """The rows of `dataset` (`_dataset`'s batches) whose number, counted on
+    across the batches from 0, is in `sample` (sorted), batched again with
+    term ids and counts padded with 0; `dataset` itself when `sample` is
+    None."""
+    if sample is None:
+        return dataset
+    table = tf.constant(sample, tf.int64)
+    last = len(sample) - 1
+
+    def kept(i, row):
+        j = tf.minimum(tf.searchsorted(table, tf.reshape(i, [1]))[0], last)
+        return tf.equal(table[j], i)
+
+    return (
+        dataset.unbatch()
+        .enumerate()
+        .filter(kept)
+        .map(lambda i, row: row)
+        .padded_batch(batch_size)
+        .apply(
+            tf.data.experimental.assert_cardinality(
+                math.ceil(len(sample) / batch_size)
+            )
+        )
+    )
 
 
 def _tfidf_rows(layer, batches, tasks) -> tuple:
@@ -550,21 +627,65 @@ def _build_model(config, data: _Transformed, strategy) -> MultiTaskModel:
     return model
 
 
-def _fit_linear(fn_args, model, data, validation, seed) -> dict:
-    """Fits the TF-IDF logistic regressions, C per task on validation."""
+def _linear_rows(fn_args, layer, data, validation, labels, config) -> tuple:
+    """Sets the layer's document frequencies from every training row; returns
+    the TF-IDF rows and labels the regressions are fit and chosen on.
+
+    Returns `((x, y) of the training sample, (x, y) of the validation
+    sample, the validation sample, training rows)`: a sample is every row of
+    a split of at most `linear_max_rows` rows, else that many drawn
+    uniformly with the Trainer's seed (a validation sample is None when it
+    is every row).
+    """
+    tasks = data.tasks
+    rows = _document_frequency(
+        layer,
+        _term_batches(
+            _in_order(fn_args, data, fn_args.train_files, terms=True), tasks
+        ),
+    )
+    rng = np.random.default_rng(config.get("seed"))
+    max_rows = config["linear_max_rows"]
+    train_sample = _sample(rows, max_rows, rng)
+    val_sample = _sample(labels.val_rows, max_rows, rng)
+    train = _tfidf_rows(
+        layer,
+        _sampled(
+            _term_batches(
+                _in_order(fn_args, data, fn_args.train_files, terms=True),
+                tasks,
+            ),
+            train_sample,
+        ),
+        tasks,
+    )
+    val = _tfidf_rows(
+        layer, _sampled(_term_batches(validation, tasks), val_sample), tasks
+    )
+    return train, val, val_sample, rows
+
+
+def _fit_linear(fn_args, model, data, validation, labels, config) -> dict:
+    """Fits the TF-IDF logistic regressions, C per task on validation.
+
+    Memory follows `linear_max_rows`, not the splits' rows: the training
+    split is read twice as a stream (document frequencies, then the rows
+    of its sample). The validation sample's rows are returned with their
+    logits and labels (`validation_sample`), and the blends are chosen on
+    the network's outputs for the same rows (`_choose_blends`), so C and
+    the blend weight see the same rows.
+    """
     start_time = time.perf_counter()
-    tasks, num_classes = data.tasks, data.num_classes
-    train = _in_order(fn_args, data, fn_args.train_files, terms=True)
     layer = model.linear_layer()
-    batches = list(_term_batches(train, tasks))
-    df = np.zeros(layer.vocabulary_size, np.int64)
-    rows = 0
-    for ids, counts, _ in batches:
-        df += np.bincount(ids[counts > 0], minlength=layer.vocabulary_size)
-        rows += ids.shape[0]
-    layer.set_document_frequency(df, rows)
-    x_train, y_train = _tfidf_rows(layer, batches, tasks)
-    x_val, y_val = _tfidf_rows(layer, _term_batches(validation, tasks), tasks)
+    (x_train, y_train), (x_val, y_val), val_sample, rows = _linear_rows(
+        fn_args, layer, data, validation, labels, config
+    )
+    used = {
+        "train_rows": rows,
+        "train_rows_used": x_train.shape[0],
+        "validation_rows": labels.val_rows,
+        "validation_rows_used": x_val.shape[0],
+    }
     kernel = np.zeros(layer.kernel.shape, np.float32)
     bias = np.zeros(layer.bias.shape, np.float32)
     fits, logits, start = {}, {}, 0
@@ -575,8 +696,8 @@ def _fit_linear(fn_args, model, data, validation, seed) -> dict:
             y_train[name],
             x_val,
             y_val[name],
-            num_classes[name],
-            seed=seed,
+            data.num_classes[name],
+            seed=config.get("seed"),
         )
         end = start + task.output_units
         kernel[:, start:end], bias[start:end] = fit.kernel, fit.bias
@@ -586,6 +707,7 @@ def _fit_linear(fn_args, model, data, validation, seed) -> dict:
             "c": fit.c,
             "validation_metric": fit.validation_metric,
             "fitted_after_seconds": round(time.perf_counter() - start_time, 1),
+            **used,
         }
     layer.kernel.assign(kernel)
     layer.bias.assign(bias)
@@ -593,6 +715,7 @@ def _fit_linear(fn_args, model, data, validation, seed) -> dict:
         "fits": fits,
         "validation_logits": logits,
         "validation_labels": y_val,
+        "validation_sample": val_sample,
     }
 
 
@@ -644,10 +767,12 @@ def _evaluate(model, validation) -> dict:
     return model.evaluate(validation, return_dict=True, verbose=0)
 
 
-def _choose_blends(model, validation, linear_fit: dict) -> dict:
-    """Per task, the linear weight of the blend that validation prefers."""
+def _choose_blends(model, validation, linear_fit: dict, batch_size) -> dict:
+    """Per task, the linear weight of the blend that validation prefers,
+    on the validation rows the linear part was chosen on."""
+    rows = _rows(validation, linear_fit["validation_sample"], batch_size)
     probabilities = model.predict(
-        validation.map(lambda x, y: x), verbose=0
+        rows.map(lambda x, y: x), verbose=0
     )  # The blends still give the network alone.
     chosen = {}
     for task in model.tasks:
@@ -787,7 +912,7 @@ def run_fn(fn_args) -> None:
     train, validation = _datasets(fn_args, data, labels, config)
     model = _build_model(config, data, strategy)
     linear_fit = (
-        _fit_linear(fn_args, model, data, validation, seed)
+        _fit_linear(fn_args, model, data, validation, labels, config)
         if config.get("linear")
         else None
     )
@@ -798,7 +923,7 @@ def run_fn(fn_args) -> None:
         # The restored (best) weights, measured again; then with the blends.
         network = _evaluate(model, validation)
         blends = (
-            _choose_blends(model, validation, linear_fit)
+            _choose_blends(model, validation, linear_fit, config["batch_size"])
             if linear_fit
             else None
         )

@@ -100,6 +100,9 @@ def test_run_fn_trains_and_writes_summary(trained):
         assert fit["blend_validation_metric"] >= max(
             fit["validation_metric"], fit["network_validation_metric"]
         )
+        # Every row of the tiny splits (48 and 18) is under the cap.
+        assert (fit["train_rows"], fit["train_rows_used"]) == (48, 48)
+        assert (fit["validation_rows"], fit["validation_rows_used"]) == (18, 18)
     assert {t: s["num_classes"] for t, s in summary["tasks"].items()} == TASKS
     # Rows with a missing label (every 5th / 7th) are not counted.
     assert sum(summary["tasks"]["recommended_ind"]["train_label_counts"]) == (
@@ -294,6 +297,237 @@ def test_config_without_columns_is_rejected(tmp_path):
     fn_args = testing.trainer_fn_args(tiny, str(tmp_path), {"epochs": 1})
     with pytest.raises(ValueError, match="needs `preprocessing`"):
         trainer.run_fn(fn_args)
+
+
+@contextlib.contextmanager
+def _linear_parts(tmp_path, **overrides):
+    """What `run_fn` hands `_fit_linear`, on the tiny Transform output (48
+    training and 18 validation rows) with `_config` overrides."""
+    import tensorflow as tf
+
+    tiny = serving_testing.tiny_transform()
+    config = _config(tiny, **overrides)
+    fn_args = testing.trainer_fn_args(tiny, str(tmp_path), config)
+    config = trainer._config(fn_args.custom_config)
+    data = trainer._read_transform_output(fn_args, config)
+    labels = trainer._count_labels(fn_args, data)
+    _, validation = trainer._datasets(fn_args, data, labels, config)
+    model = trainer._build_model(config, data, tf.distribute.get_strategy())
+    yield types.SimpleNamespace(
+        fn_args=fn_args,
+        config=config,
+        data=data,
+        labels=labels,
+        validation=validation,
+        model=model,
+    )
+
+
+def _fit_linear(parts):
+    """`_fit_linear` on `parts`: its result, the layer's kernel and bias,
+    and the `(x_train, y_train, x_val, y_val)` of each `fit_task` call."""
+    calls = []
+    fit_task = linear.fit_task
+
+    def recording(*args, **kwargs):
+        calls.append(args[:4])
+        return fit_task(*args, **kwargs)
+
+    with mock.patch.object(linear, "fit_task", recording):
+        fit = trainer._fit_linear(
+            parts.fn_args,
+            parts.model,
+            parts.data,
+            parts.validation,
+            parts.labels,
+            parts.config,
+        )
+    layer = parts.model.linear_layer()
+    return fit, layer.kernel.numpy(), layer.bias.numpy(), calls
+
+
+def _every_row(parts):
+    """The TF-IDF rows and labels of every training and validation row, from
+    a list of all training batches (the fit without a cap)."""
+    tasks = parts.data.tasks
+    layer = parts.model.linear_layer()
+    batches = list(
+        trainer._term_batches(
+            trainer._in_order(
+                parts.fn_args, parts.data, parts.fn_args.train_files, True
+            ),
+            tasks,
+        )
+    )
+    df = np.zeros(layer.vocabulary_size, np.int64)
+    for ids, counts, _ in batches:
+        df += np.bincount(ids[counts > 0], minlength=layer.vocabulary_size)
+    layer.set_document_frequency(df, sum(len(b[0]) for b in batches))
+    train = trainer._tfidf_rows(layer, batches, tasks)
+    val = trainer._tfidf_rows(
+        layer, trainer._term_batches(parts.validation, tasks), tasks
+    )
+    return train, val
+
+
+def _same_rows(a, b) -> bool:
+    return a.shape == b.shape and (a != b).nnz == 0
+
+
+def _capped_fit(tmp_path, seed, max_rows=10):
+    """`_fit_linear` with `linear_max_rows`: its result, kernel and
+    `fit_task` calls, every row's matrices, and the labels of the validation
+    rows the blends are chosen on (`_rows`)."""
+    with _linear_parts(tmp_path, seed=seed, linear_max_rows=max_rows) as parts:
+        fit, kernel, _, calls = _fit_linear(parts)
+        blend_rows = trainer._rows(
+            parts.validation, fit["validation_sample"], 16
+        )
+        blend_labels = {
+            t: np.concatenate([y[t].numpy() for _, y in blend_rows])
+            for t in TASKS
+        }
+        every_row = _every_row(parts)
+    return fit, kernel, calls, every_row, blend_labels
+
+
+def test_linear_fit_uses_a_seeded_sample_of_linear_max_rows(tmp_path):
+    fit, kernel, calls, every_row, blend_labels = _capped_fit(tmp_path, 1)
+    (x_all, y_all), (x_val_all, y_val_all) = every_row
+    assert x_all.shape[0] == 48 and x_val_all.shape[0] == 18
+    rng = np.random.default_rng(1)  # The Trainer's seed.
+    train_sample = trainer._sample(48, 10, rng)
+    val_sample = trainer._sample(18, 10, rng)
+    np.testing.assert_array_equal(fit["validation_sample"], val_sample)
+    assert len(calls) == len(TASKS)
+    for task, (x_train, y_train, x_val, y_val) in zip(
+        fit["fits"], calls, strict=True
+    ):
+        # Exactly the sampled rows, with their labels.
+        assert _same_rows(x_train, x_all[train_sample])
+        np.testing.assert_array_equal(y_train, y_all[task][train_sample])
+        assert _same_rows(x_val, x_val_all[val_sample])
+        np.testing.assert_array_equal(y_val, y_val_all[task][val_sample])
+        assert {k: v for k, v in fit["fits"][task].items() if "_rows" in k} == {
+            "train_rows": 48,
+            "train_rows_used": 10,
+            "validation_rows": 18,
+            "validation_rows_used": 10,
+        }
+        assert fit["validation_logits"][task].shape[0] == 10
+        # The blends are chosen on the same validation rows, in order.
+        np.testing.assert_array_equal(
+            blend_labels[task], fit["validation_labels"][task]
+        )
+    # The same seed draws the same rows and fits the same model.
+    again, kernel_again, calls_again, _, _ = _capped_fit(tmp_path / "b", 1)
+    np.testing.assert_array_equal(again["validation_sample"], val_sample)
+    np.testing.assert_array_equal(kernel_again, kernel)
+    for call, call_again in zip(calls, calls_again, strict=True):
+        assert _same_rows(call[0], call_again[0])
+        assert _same_rows(call[2], call_again[2])
+    # Another seed draws other rows.
+    other, _, calls_other, _, _ = _capped_fit(tmp_path / "c", 2)
+    assert not np.array_equal(other["validation_sample"], val_sample)
+    assert not _same_rows(calls_other[0][0], calls[0][0])
+
+
+@pytest.mark.parametrize("max_rows", [48, 100_000])
+def test_linear_fit_under_the_cap_equals_the_fit_on_every_row(
+    tmp_path, max_rows
+):
+    with _linear_parts(tmp_path, linear_max_rows=max_rows) as parts:
+        fit, kernel, bias, _ = _fit_linear(parts)
+        (x, y), (x_val, y_val) = _every_row(parts)
+    assert fit["validation_sample"] is None
+    start = 0
+    for task in parts.model.tasks:
+        name = task.name
+        expected = linear.fit_task(
+            x, y[name], x_val, y_val[name], TASKS[name], seed=1
+        )
+        end = start + task.output_units
+        np.testing.assert_array_equal(kernel[:, start:end], expected.kernel)
+        np.testing.assert_array_equal(bias[start:end], expected.bias)
+        np.testing.assert_array_equal(
+            fit["validation_logits"][name], expected.validation_logits
+        )
+        np.testing.assert_array_equal(
+            fit["validation_labels"][name], y_val[name]
+        )
+        assert fit["fits"][name]["c"] == expected.c
+        assert fit["fits"][name]["train_rows_used"] == 48
+        start = end
+    assert start == kernel.shape[1]
+
+
+def test_sample_draws_distinct_rows_uniformly():
+    rng = np.random.default_rng(0)
+    assert trainer._sample(10, 10, rng) is None
+    assert trainer._sample(3, 10, rng) is None
+    sample = trainer._sample(1000, 100, np.random.default_rng(5))
+    assert len(np.unique(sample)) == 100
+    assert (np.diff(sample) > 0).all() and 0 <= sample[0] and sample[-1] < 1000
+    np.testing.assert_array_equal(
+        sample, trainer._sample(1000, 100, np.random.default_rng(5))
+    )
+    # Every row is drawn about equally often: 3 of 10 rows, 2000 times
+    # (600 each expected, standard deviation 20).
+    counts = np.bincount(
+        np.concatenate([trainer._sample(10, 3, rng) for _ in range(2000)]),
+        minlength=10,
+    )
+    assert counts.sum() == 6000
+    assert np.abs(counts - 600).max() < 100, counts
+
+
+def test_sampled_keeps_the_numbered_rows_across_batches():
+    batches = [
+        (np.arange(4)[:, None], np.ones((4, 1)), {"t": np.arange(4)}),
+        (np.arange(4, 7)[:, None], np.ones((3, 1)), {"t": np.arange(4, 7)}),
+    ]
+    kept = list(trainer._sampled(iter(batches), np.array([1, 3, 4, 6])))
+    assert [b[2]["t"].tolist() for b in kept] == [[1, 3], [4, 6]]
+    assert [b[0][:, 0].tolist() for b in kept] == [[1, 3], [4, 6]]
+    only_second = list(trainer._sampled(iter(batches), np.array([5])))
+    assert [b[2]["t"].tolist() for b in only_second] == [[5]]
+    assert len(list(trainer._sampled(iter(batches), None))) == 2
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "100", True, None])
+def test_linear_max_rows_must_be_a_positive_integer(value):
+    with pytest.raises(
+        ValueError,
+        match=r"^--trainer-arg linear_max_rows expected an integer >= 1\. "
+        rf"Received: linear_max_rows={value!r}$",
+    ):
+        configs.check_trainer_config({"linear_max_rows": value})
+    with pytest.raises(
+        ValueError,
+        match=r"^`linear_max_rows` expected a positive integer\. "
+        rf"Received: linear_max_rows={value!r}$",
+    ):
+        trainer._config(
+            {
+                "text_columns": ["text"],
+                "label_columns": ["y"],
+                "linear_max_rows": value,
+            }
+        )
+
+
+def test_linear_max_rows_accepts_positive_integers():
+    for value in (1, 100_000):
+        configs.check_trainer_config({"linear_max_rows": value})
+        config = trainer._config(
+            {
+                "text_columns": ["t"],
+                "label_columns": ["y"],
+                "linear_max_rows": value,
+            }
+        )
+        assert config["linear_max_rows"] == value
+    assert configs.TRAINER_DEFAULTS["linear_max_rows"] == 100_000
 
 
 _MIRRORED_RUN = """
