@@ -558,8 +558,23 @@ def _count_labels(fn_args, data: _Transformed) -> _LabelCounts:
     return _LabelCounts(rows, counts, val_rows, val_counts)
 
 
-def _datasets(fn_args, data: _Transformed, labels: _LabelCounts, config):
-    """The shuffled training batches and the cached validation batches."""
+@contextlib.contextmanager
+def _validation_cache():
+    """The file name the validation batches are cached under, in a temporary
+    folder removed on exit (also on an error).
+
+    Every process gets its own folder, so the workers of a multi-worker
+    strategy, each a process, never share a cache file.
+    """
+    with tempfile.TemporaryDirectory(prefix="mmoe_validation_cache_") as tmp:
+        yield os.path.join(tmp, "validation")
+
+
+def _datasets(
+    fn_args, data: _Transformed, labels: _LabelCounts, config, cache_file
+):
+    """The shuffled training batches, and the validation batches cached in
+    `cache_file` (read once here to fill it)."""
     terms = bool(config.get("linear"))
     train = _dataset(
         fn_args,
@@ -581,7 +596,13 @@ def _datasets(fn_args, data: _Transformed, labels: _LabelCounts, config):
         shuffle=False,
         terms=terms,
         rows=labels.val_rows,
-    ).cache()
+    ).cache(cache_file)
+    # A file cache is complete only once read to the end, and refuses a
+    # second reader while a first one is still writing it: fill it before
+    # anything reads part of it (the gate statistics take a few batches).
+    # TensorFlow still logs that the iterator "did not fully read the
+    # dataset being cached" (tensorflow/tensorflow#60174): the files stay.
+    validation.reduce(np.int64(0), lambda n, _: n + 1)
     return train, validation
 
 
@@ -909,14 +930,17 @@ def run_fn(fn_args) -> None:
     seed = config.get("seed")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    train, validation = _datasets(fn_args, data, labels, config)
-    model = _build_model(config, data, strategy)
-    linear_fit = (
-        _fit_linear(fn_args, model, data, validation, labels, config)
-        if config.get("linear")
-        else None
-    )
-    with _output_dirs(fn_args, strategy) as (run_dir, serving_dir):
+    with (
+        _validation_cache() as cache_file,
+        _output_dirs(fn_args, strategy) as (run_dir, serving_dir),
+    ):
+        train, validation = _datasets(fn_args, data, labels, config, cache_file)
+        model = _build_model(config, data, strategy)
+        linear_fit = (
+            _fit_linear(fn_args, model, data, validation, labels, config)
+            if config.get("linear")
+            else None
+        )
         history = _train_network(
             model, train, validation, data, config, run_dir
         )

@@ -311,16 +311,20 @@ def _linear_parts(tmp_path, **overrides):
     config = trainer._config(fn_args.custom_config)
     data = trainer._read_transform_output(fn_args, config)
     labels = trainer._count_labels(fn_args, data)
-    _, validation = trainer._datasets(fn_args, data, labels, config)
-    model = trainer._build_model(config, data, tf.distribute.get_strategy())
-    yield types.SimpleNamespace(
-        fn_args=fn_args,
-        config=config,
-        data=data,
-        labels=labels,
-        validation=validation,
-        model=model,
-    )
+    with trainer._validation_cache() as cache_file:
+        _, validation = trainer._datasets(
+            fn_args, data, labels, config, cache_file
+        )
+        model = trainer._build_model(config, data, tf.distribute.get_strategy())
+        yield types.SimpleNamespace(
+            fn_args=fn_args,
+            config=config,
+            data=data,
+            labels=labels,
+            validation=validation,
+            model=model,
+            cache_file=cache_file,
+        )
 
 
 def _fit_linear(parts):
@@ -528,6 +532,26 @@ def test_linear_max_rows_accepts_positive_integers():
         )
         assert config["linear_max_rows"] == value
     assert configs.TRAINER_DEFAULTS["linear_max_rows"] == 100_000
+
+
+def test_validation_is_cached_in_a_file_removed_afterwards(tmp_path):
+    with _linear_parts(tmp_path, linear=False) as parts:
+        folder = os.path.dirname(parts.cache_file)
+        # Filled when built: the cache is complete (no writer's lockfile).
+        names = os.listdir(folder)
+        assert any(n.endswith(".index") for n in names), names
+        assert not any(n.endswith(".lockfile") for n in names), names
+        rows = sum(len(y["department_name"]) for _, y in parts.validation)
+        assert rows == 18
+        with trainer._validation_cache() as another:
+            assert os.path.dirname(another) != folder
+    assert not os.path.exists(folder)
+    with pytest.raises(RuntimeError, match="stop"):
+        with trainer._validation_cache() as cache_file:
+            folder = os.path.dirname(cache_file)
+            assert os.path.isdir(folder)
+            raise RuntimeError("stop")
+    assert not os.path.exists(folder)
 
 
 _MIRRORED_RUN = """
