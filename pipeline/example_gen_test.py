@@ -163,3 +163,31 @@ def test_tfrecord_keeps_the_records_and_their_order(tmp_path):
     assert gzip.open(next((tmp_path / "ours" / "Split-train").iterdir())).read(
         1
     )
+
+
+@pytest.mark.parametrize("input_format", ["csv", "tfrecord"])
+def test_pipeline_streams_only_input_that_ingest_shuffled(
+    tmp_path, input_format
+):
+    from pipeline import configs
+    from pipeline.pipeline import create_pipeline
+
+    def executor(shuffled):
+        pipeline = create_pipeline(
+            pipeline_name="p",
+            pipeline_root=str(tmp_path / "root"),
+            data_root=str(tmp_path / "data"),
+            preprocessing_config={},
+            tasks={"y": 2},
+            trainer_config=dict(configs.TRAINER_DEFAULTS),
+            serving_model_dir=str(tmp_path / "serving"),
+            input_format=input_format,
+            shuffled_input=shuffled,
+        )
+        (node,) = [c for c in pipeline.components if "ExampleGen" in c.id]
+        return node.executor_spec.executor_class
+
+    ours = executor(True)
+    assert ours in (example_gen.CsvExecutor, example_gen.TfRecordExecutor)
+    stock = executor(False)
+    assert stock is not ours and stock.__module__.startswith("tfx.")

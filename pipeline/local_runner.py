@@ -107,6 +107,7 @@ def run(
         compare_with_blessed=compare,
         split_column=summary.split_column,
         input_format=summary.input_format,
+        shuffled_input=True,
         lower_bounds=lower_bounds,
         beam_pipeline_args=[
             "--direct_running_mode=in_memory",

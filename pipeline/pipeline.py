@@ -113,6 +113,7 @@ def create_pipeline(
     input_format: str = "csv",
     code_version: str = "",
     compare_with_blessed: bool = True,
+    shuffled_input: bool = False,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> Statistics/Schema/Validator -> Transform -> Trainer ->
     Evaluator (against the last blessed model) -> Pusher.
@@ -136,6 +137,10 @@ def create_pipeline(
         compare_with_blessed: False to evaluate without the last blessed
             model (e.g. it predicts other tasks): no baseline, no
             `change_threshold`.
+        shuffled_input: the training rows under `data_root` are in a random
+            order already (`pipeline.ingest` staged them): ExampleGen then
+            streams them in that order (`pipeline.example_gen`) instead of
+            shuffling them in a Beam `Reshuffle`.
     """
     if split_column:
         input_config = example_gen_pb2.Input(
@@ -157,11 +162,18 @@ def create_pipeline(
                 ]
             )
         )
-    example_gen_class = (
-        streaming.CsvExampleGen
-        if input_format == "csv"
-        else streaming.ImportExampleGen
-    )
+    if input_format == "csv":
+        example_gen_class = (
+            streaming.CsvExampleGen
+            if shuffled_input
+            else tfx.components.CsvExampleGen
+        )
+    else:
+        example_gen_class = (
+            streaming.ImportExampleGen
+            if shuffled_input
+            else tfx.components.ImportExampleGen
+        )
     example_gen = example_gen_class(
         input_base=data_root,
         input_config=input_config,
