@@ -659,27 +659,17 @@ def _linear_rows(fn_args, layer, data, validation, labels, config) -> tuple:
     is every row).
     """
     tasks = data.tasks
-    rows = _document_frequency(
-        layer,
-        _term_batches(
-            _in_order(fn_args, data, fn_args.train_files, terms=True), tasks
-        ),
-    )
+
+    def train_batches():
+        train = _in_order(fn_args, data, fn_args.train_files, terms=True)
+        return _term_batches(train, tasks)
+
+    rows = _document_frequency(layer, train_batches())
     rng = np.random.default_rng(config.get("seed"))
     max_rows = config["linear_max_rows"]
     train_sample = _sample(rows, max_rows, rng)
     val_sample = _sample(labels.val_rows, max_rows, rng)
-    train = _tfidf_rows(
-        layer,
-        _sampled(
-            _term_batches(
-                _in_order(fn_args, data, fn_args.train_files, terms=True),
-                tasks,
-            ),
-            train_sample,
-        ),
-        tasks,
-    )
+    train = _tfidf_rows(layer, _sampled(train_batches(), train_sample), tasks)
     val = _tfidf_rows(
         layer, _sampled(_term_batches(validation, tasks), val_sample), tasks
     )
@@ -691,10 +681,11 @@ def _fit_linear(fn_args, model, data, validation, labels, config) -> dict:
 
     Memory follows `linear_max_rows`, not the splits' rows: the training
     split is read twice as a stream (document frequencies, then the rows
-    of its sample). The validation sample's rows are returned with their
-    logits and labels (`validation_sample`), and the blends are chosen on
-    the network's outputs for the same rows (`_choose_blends`), so C and
-    the blend weight see the same rows.
+    of its sample). Validation is sampled too, as its matrix would grow
+    with the rows as well: the sample's rows are returned with their
+    logits and labels (`validation_sample`), and `_choose_blends` takes
+    the network's outputs on the same rows (`_rows`), so C, the blend
+    weight and the metrics they report all see one set of rows.
     """
     start_time = time.perf_counter()
     layer = model.linear_layer()
