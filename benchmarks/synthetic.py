@@ -1,41 +1,102 @@
 """The MMoE paper's synthetic experiment: task correlation vs. model.
 
-    python -m benchmarks.synthetic [--runs 20] [--output DIR]
+    python -m benchmarks.synthetic [--runs 100] [--output DIR]
+    python -m benchmarks.synthetic --correlations 0.5 \\
+        --sweep train_size=5000,10000,20000 [--runs 100] [--output DIR]
 
-Reproduces Ma et al., "Modeling Task Relationships in Multi-task Learning
-with Multi-gate Mixture-of-Experts" (KDD 2018), section 3.2 and Figures 4-5.
+Reruns Ma et al., "Modeling Task Relationships in Multi-task Learning with
+Multi-gate Mixture-of-Experts" (KDD 2018), section 3.2 and Figures 4-5.
 
-Data, fresh for every run: unit vectors `u1 ⟂ u2` in `R^d` (random
-orthogonal), `w1 = c u1`, `w2 = c (p u1 + sqrt(1 - p^2) u2)` so that
-`cos(w1, w2) = p`, the task correlation; `x ~ N(0, I_d)` and
+Data. Unit vectors `u1 ⟂ u2` in `R^d` (random orthogonal, fresh every run),
+`w1 = c u1`, `w2 = c (p u1 + sqrt(1 - p^2) u2)` so that `cos(w1, w2) = p`,
+the task correlation; `x ~ N(0, I_d)` and
 
     y_k = w_k·x + sum_{i=1..m} sin(alpha_i w_k·x + beta_i) + eps_k,
 
-with `alpha_i, beta_i ~ N(0, 1)` shared by both tasks and
-`eps_k ~ N(0, 0.01)`.
+with `eps_k ~ N(0, 0.01)` (variance 0.01: noise std 0.1, so the loss floor
+of the two tasks together is 0.02). Google Research's generator for this
+data (google-research, dselect_k_moe/synthetic_data.py) notes that the paper
+gives no values for `alpha_i, beta_i` and uses fixed sequences for them.
+With `sines="fixed"` (the default) they are drawn once, `alpha_i, beta_i ~
+N(0, 1)` from `sine_seed`, and shared by every run and every `p`: runs then
+differ only by the rotation `u1, u2` (which leaves the distribution of
+`(w1·x, w2·x)` unchanged, `x` being isotropic), the sampled rows, the
+initialization and the batch order, the randomness the paper's trainability
+claim is about. `sines="per_run"` redraws them from the run's seed (a new
+target function, easy or hard, every run).
+
+Correlations. The paper's `p` in {0.5, 0.9, 1.0}, and `p = 0` as the
+negative-transfer point: the same generator at `cos(w1, w2) = 0` gives
+uncorrelated labels (the mean label correlation is in the JSON), the least
+related pair of tasks it can produce. Negative `p` is not a default: the
+label correlation turns negative, which a task tower can undo with a sign,
+so it mixes less relatedness with a sign flip; `--correlations` accepts any
+`p` in [-1, 1].
 
 Models: MMoE and OMoE (8 experts of 16 ReLU units; OMoE has one gate shared
 by both tasks) and Shared-Bottom, whose one hidden layer is as wide as makes
 its parameter count closest to MMoE's. Every task tower is `Dense(8, relu)`
-and a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE, a fixed
-number of steps per run; the test loss (same sum) is measured every
-`eval_every` steps. All three models of one run train on the same data, in
-the same batch order, from the same seed.
+and a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE. All three
+models of one run train on the same data, in the same batch order, from the
+same seed.
 
-For each correlation `p`, `runs` runs (fresh data and initialization, seeded
-from the run index). Writes to `--output` (default benchmarks/results):
+Training length (`stopping`):
 
-- `synthetic.json`: config, parameter counts, per `p` and model the final
-  test loss (mean, std, min, max, every run) and the mean loss curve, and
-  MMoE's gate divergence (Jensen-Shannon divergence between the two tasks'
-  mean gate distributions over the test set) per run;
+- `"early"` (default): every run holds out `validation_size` rows of its
+  own, drawn like the training and test rows and separate from both. Every
+  `eval_every` steps the validation and test losses are measured; training
+  stops when the validation loss has not improved (strictly) for
+  `patience` evaluations, or at `max_steps`, and the weights of the best
+  validation loss are restored. The reported test loss is that of the
+  restored weights. Each model stops on its own validation loss: nothing
+  about the other models or the test set enters. `patience = 10` (2,500
+  steps) and `max_steps = 30,000` were set from validation losses alone:
+  replayed on the validation curves of a 30,000-step fixed-steps pilot (2
+  runs at p = 0 and 0.5, 12 curves), patience 10 stops at a median of
+  17,750 steps with a validation loss a median 0.8 % (at most 4.3 %) above
+  the lowest of the whole curve; patience 5 leaves 3.3 % (at most 16 %).
+  Most of those curves were still falling at 30,000 steps, so the cap binds
+  for some runs (their share is in the JSON); it bounds the cost.
+- `"fixed"`: `steps` steps, test loss at the last step (validation loss
+  still measured and saved per run, so `patience_replay` in the JSON shows
+  what each patience would have stopped at, from validation losses only).
+
+Failure to train (the paper's Figure 5 trainability claim), fixed before
+any measurement and independent of the ranking: per run a least-squares
+linear regression with intercept is fit on the same training rows
+(`linear_test_loss`), and a model
+
+- "fails to train" when its final test loss is not below the linear
+  regression's (it learned nothing a linear fit does not);
+- "fits under half" when its final test loss is above half the linear
+  regression's (it removed less than half of what a linear fit leaves).
+
+Every run's ratio to the linear loss is saved, so any other threshold can be
+read off.
+
+For each correlation `p`, `runs` runs (fresh rotation, rows and
+initialization, seeded from the run index). Writes to `--output` (default
+benchmarks/results):
+
+- `synthetic.json`: config, parameter counts, the sine parameters, per `p`
+  the linear-regression loss and label correlation, per `p` and model the
+  final test loss (n, mean, std, standard error, median, min, max, every
+  run), the paired difference to MMoE (mean ± standard error, median, runs
+  where MMoE is lower), failure counts and shares, steps trained and the
+  mean and median Figure 4 curves, MMoE's gate divergence per run, seconds
+  per model and per run;
 - `synthetic_curves.png` (Figure 4), `synthetic_histograms.png` (Figure 5),
   `synthetic_gates.png` (gate divergence vs. `p`).
 
+`--sweep NAME=V1,V2,...` runs the whole experiment once per value of one
+setting (`SWEEPABLE`) and writes `synthetic_sweep_NAME.json` and
+`synthetic_sweep_NAME.png` instead: per value the statistics above without
+the curves, to show how the ranking moves with that setting.
+
 Training runs as XLA-compiled `tf.function`s, `eval_every` steps per call;
-each model is built and traced once and re-initialized between runs (fresh
-weights from a model built under the run's seed, Adam's slots reset), so a
-run costs no retracing.
+each model is built and traced once per configuration and re-initialized
+between runs (fresh weights from a model built under the run's seed, Adam's
+slots reset), so a run costs no retracing.
 """
 
 import argparse
@@ -64,19 +125,27 @@ from keras_mmoe import (  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("mmoe", "omoe", "shared_bottom")
 LABELS = {"mmoe": "MMoE", "omoe": "OMoE", "shared_bottom": "Shared-Bottom"}
+COLORS = {"mmoe": "C0", "omoe": "C1", "shared_bottom": "C2"}
 NUM_TASKS = 2
+# Failure criteria: final test loss over the linear regression's test loss.
+FAILURE_RATIOS = {"fails_to_train": 1.0, "fits_under_half": 0.5}
+# Stream of the shared sine parameters, apart from every run's stream.
+SINE_STREAM = 7_919
 
 
 @dataclass
 class Config:
-    correlations: tuple = (0.5, 0.9, 1.0)
-    runs: int = 20
-    # Data (paper, section 3.2).
+    correlations: tuple = (0.0, 0.5, 0.9, 1.0)
+    runs: int = 100
+    # Data (paper, section 3.2: d, c, m, the noise).
     input_dim: int = 100
     scale: float = 1.0  # c
     num_sines: int = 10  # m
     noise_std: float = 0.1  # eps ~ N(0, 0.01)
+    sines: str = "fixed"  # or "per_run"
+    sine_seed: int = 0
     train_size: int = 10_000
+    validation_size: int = 1_000
     test_size: int = 1_000
     # Models (the paper's synthetic experiment).
     num_experts: int = 8
@@ -84,11 +153,32 @@ class Config:
     tower_units: int = 8
     # Training.
     batch_size: int = 128
-    steps: int = 10_000  # 128 epochs of 10,000 rows at batch 128.
-    eval_every: int = 250
     learning_rate: float = 1e-3
+    stopping: str = "early"  # or "fixed"
+    eval_every: int = 250
+    patience: int = 10  # evaluations without a lower validation loss
+    max_steps: int = 30_000  # early stopping's cap
+    steps: int = 10_000  # "fixed": 128 epochs of 10,000 rows at batch 128
     seed: int = 0
     models: tuple = field(default=MODELS)
+
+
+SWEEPABLE = {
+    "train_size": int,
+    "validation_size": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "patience": int,
+    "max_steps": int,
+    "steps": int,
+    "sines": str,
+    "sine_seed": int,
+}
+
+
+def step_budget(config: Config) -> int:
+    """Steps a run may train: `max_steps` (early) or `steps` (fixed)."""
+    return config.max_steps if config.stopping == "early" else config.steps
 
 
 # === Data ===
@@ -110,25 +200,51 @@ def task_weights(
     )
 
 
-def make_data(correlation: float, config: Config, rng) -> dict:
-    """One run's train and test sets: `x (n, d)`, `y (n, 2)`, float32."""
-    w = task_weights(correlation, config.input_dim, config.scale, rng)
+def sine_parameters(config: Config, rng=None):
+    """`(alpha, beta)`, `m` values each from N(0, 1): from `sine_seed` when
+    `sines == "fixed"` (the same for every run), else from `rng`."""
+    if config.sines == "fixed":
+        rng = np.random.default_rng(
+            np.random.SeedSequence([config.sine_seed, SINE_STREAM])
+        )
+    elif config.sines != "per_run":
+        raise ValueError(
+            f"sines expected 'fixed' or 'per_run'. Received: {config.sines}"
+        )
     alpha = rng.normal(size=config.num_sines)
     beta = rng.normal(size=config.num_sines)
+    return alpha, beta
+
+
+def make_data(correlation: float, config: Config, rng) -> dict:
+    """One run's test, validation and training sets (drawn in that order,
+    so the test and validation rows do not depend on `train_size` and a
+    smaller training set is the start of a larger one): `x (n, d)`,
+    `y (n, 2)`, float32."""
+    w = task_weights(correlation, config.input_dim, config.scale, rng)
+    alpha, beta = sine_parameters(config, rng)
 
     def sample(n):
-        x = rng.normal(size=(n, config.input_dim))
+        # One draw per row, features then the tasks' noise: the first rows
+        # of a larger sample are a smaller sample.
+        draw = rng.normal(size=(n, config.input_dim + NUM_TASKS))
+        x, noise = draw[:, : config.input_dim], draw[:, config.input_dim :]
         z = x @ w.T  # (n, tasks)
         sines = np.sin(alpha * z[..., None] + beta).sum(axis=-1)
-        y = z + sines + config.noise_std * rng.normal(size=z.shape)
+        y = z + sines + config.noise_std * noise
         return x.astype("float32"), y.astype("float32")
 
-    x_train, y_train = sample(config.train_size)
     x_test, y_test = sample(config.test_size)
+    x_val, y_val = sample(config.validation_size)
+    x_train, y_train = sample(config.train_size)
     return {
         "w": w,
+        "alpha": alpha,
+        "beta": beta,
         "x_train": x_train,
         "y_train": y_train,
+        "x_val": x_val,
+        "y_val": y_val,
         "x_test": x_test,
         "y_test": y_test,
     }
@@ -139,13 +255,41 @@ def label_correlation(y: np.ndarray) -> float:
     return float(np.corrcoef(y[:, 0], y[:, 1])[0, 1])
 
 
+def linear_test_loss(data: dict) -> dict:
+    """Least squares with intercept on the training rows, both tasks:
+    `{"task_losses": [test MSE per task], "loss": their sum}`."""
+
+    def design(x):
+        return np.column_stack([x.astype(float), np.ones(len(x))])
+
+    coef, *_ = np.linalg.lstsq(
+        design(data["x_train"]), data["y_train"].astype(float), rcond=None
+    )
+    residual = design(data["x_test"]) @ coef - data["y_test"]
+    task = np.mean(residual**2, axis=0)
+    return {"task_losses": task.tolist(), "loss": float(task.sum())}
+
+
 def run_seeds(config: Config, correlation: float, run: int):
     """(numpy Generator of the data and batch order, int init seed)."""
-    seq = np.random.SeedSequence([config.seed, run, round(correlation * 1000)])
+    seq = np.random.SeedSequence(
+        [config.seed, run, round(correlation * 1000) % 2**32]
+    )
     data_seq, init_seq = seq.spawn(2)
     return np.random.default_rng(data_seq), int(
         init_seq.generate_state(1)[0] % (2**31 - 1)
     )
+
+
+def batch_order(config: Config, rng) -> np.ndarray:
+    """`(step_budget, batch_size)` row indices: epochs of shuffled rows, one
+    after the other (a batch may span two epochs, so every row is seen
+    equally)."""
+    batch, n = config.batch_size, config.train_size
+    steps = step_budget(config)
+    epochs = -(-steps * batch // n)
+    stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+    return stream[: steps * batch].reshape(steps, batch).astype("int32")
 
 
 # === Models ===
@@ -228,6 +372,16 @@ def build_model(kind: str, config: Config, seed: int):
 # === Training ===
 
 
+def early_stopping_update(val, best: int, patience: int) -> tuple:
+    """After the latest validation loss `val[-1]`: `(best, stop)`, the
+    index of the lowest loss so far (a later one only if strictly lower)
+    and whether `patience` evaluations have passed since it."""
+    latest = len(val) - 1
+    if val[latest] < val[best]:
+        return latest, False
+    return best, latest - best >= patience
+
+
 class Trainer:
     """One model and its Adam, traced once and re-initialized per run."""
 
@@ -267,7 +421,7 @@ class Trainer:
         @tf.function(jit_compile=True)
         def task_losses(x, y):
             outputs = self.model(x, training=False)
-            # (tasks,): each task's test MSE.
+            # (tasks,): each task's MSE.
             return tf.stack(
                 [
                     tf.reduce_mean(tf.square(o[:, 0] - y[:, k]))
@@ -281,13 +435,17 @@ class Trainer:
     def reset(self, seed: int) -> None:
         """Fresh weights (as a model built under `seed`), fresh Adam."""
         fresh, _ = build_model(self.kind, self.config, seed)
-        for var, value in zip(
-            self.model.weights, fresh.get_weights(), strict=True
-        ):
-            var.assign(value)
+        self.set_weights(fresh.get_weights())
         for var, value in zip(
             self.optimizer.variables, self._optimizer_start, strict=True
         ):
+            var.assign(value)
+
+    def get_weights(self) -> list:
+        return [v.numpy() for v in self.model.weights]
+
+    def set_weights(self, values) -> None:
+        for var, value in zip(self.model.weights, values, strict=True):
             var.assign(value)
 
     def mean_gates(self, x) -> np.ndarray | None:
@@ -298,89 +456,192 @@ class Trainer:
         return np.stack([np.asarray(g).mean(axis=0) for g in gates])
 
     def fit(self, data: dict, batches: np.ndarray) -> dict:
-        """Trains on `batches` (steps, batch) row indices; returns the test
-        loss curve (every `eval_every` steps, from step 0) and final
-        per-task test losses."""
+        """Trains on `batches` (steps, batch) row indices, `eval_every` steps
+        at a time, measuring the validation and test losses (sum of the
+        tasks) from step 0 on. Early stopping: stops after `patience`
+        evaluations without a strictly lower validation loss and restores
+        the weights of the lowest one. Returns the curves, the steps
+        trained, the step of the reported weights and their test losses."""
         c = self.config
+        x_val, y_val = tf.constant(data["x_val"]), tf.constant(data["y_val"])
         x_test = tf.constant(data["x_test"])
         y_test = tf.constant(data["y_test"])
-        curve = [float(tf.reduce_sum(self.task_losses(x_test, y_test)))]
-        for start in range(0, c.steps, c.eval_every):
+        early = c.stopping == "early"
+        val = [float(tf.reduce_sum(self.task_losses(x_val, y_val)))]
+        test = [float(tf.reduce_sum(self.task_losses(x_test, y_test)))]
+        best, best_weights = 0, self.get_weights() if early else None
+        for start in range(0, len(batches), c.eval_every):
             rows = batches[start : start + c.eval_every]
             self.train_steps(
                 tf.constant(data["x_train"][rows]),
                 tf.constant(data["y_train"][rows]),
             )
-            task = self.task_losses(x_test, y_test).numpy()
-            curve.append(float(task.sum()))
-        return {"curve": curve, "final_task_losses": task.tolist()}
+            val.append(float(tf.reduce_sum(self.task_losses(x_val, y_val))))
+            test.append(float(tf.reduce_sum(self.task_losses(x_test, y_test))))
+            if not early:
+                continue
+            improved, stop = early_stopping_update(val, best, c.patience)
+            if improved != best:
+                best, best_weights = improved, self.get_weights()
+            if stop:
+                break
+        if early:
+            self.set_weights(best_weights)
+        else:
+            best = len(val) - 1
+        task = self.task_losses(x_test, y_test).numpy()
+        return {
+            "validation_curve": val,
+            "test_curve": test,
+            "steps_trained": (len(val) - 1) * c.eval_every,
+            "best_step": best * c.eval_every,
+            "final_task_losses": task.tolist(),
+            "final_loss": float(task.sum()),
+            "final_validation_loss": val[best],
+        }
 
 
-def batch_order(config: Config, rng) -> np.ndarray:
-    """`(steps, batch_size)` row indices: epochs of shuffled rows, one after
-    the other (a batch may span two epochs, so every row is seen equally)."""
-    batch, n = config.batch_size, config.train_size
-    epochs = -(-config.steps * batch // n)
-    stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])
-    return stream[: config.steps * batch].reshape(config.steps, batch)
+def reported_curve(out: dict, config: Config, length: int) -> np.ndarray:
+    """Figure 4's curve of one run, one value per evaluation up to
+    `length`: early stopping's test loss of the lowest-validation weights
+    so far (what would be reported had training stopped there), carried
+    on at the reported value after the run stopped; fixed steps: the test
+    loss as measured."""
+    test = np.asarray(out["test_curve"])
+    if config.stopping == "early":
+        val = np.asarray(out["validation_curve"])
+        best = [int(np.argmin(val[: i + 1])) for i in range(len(val))]
+        test = test[best]
+    curve = np.full(length, out["final_loss"])
+    curve[: len(test)] = test
+    return curve
+
+
+def patience_replay(validation_curves, patiences, eval_every: int) -> dict:
+    """From validation curves measured for a fixed number of steps, what
+    early stopping with each patience would do: the median step it stops at
+    and its validation loss over the lowest of the whole curve (median and
+    max), and the share of runs where it keeps that lowest one."""
+    out = {}
+    for patience in patiences:
+        stops, gaps = [], []
+        for val in validation_curves:
+            val = np.asarray(val)
+            best, stop = 0, len(val) - 1
+            for i in range(1, len(val)):
+                best, stopped = early_stopping_update(
+                    val[: i + 1], best, patience
+                )
+                if stopped:
+                    stop = i
+                    break
+            stops.append(stop * eval_every)
+            gaps.append(val[best] / val.min() - 1.0)
+        out[str(patience)] = {
+            "median_stop_step": float(np.median(stops)),
+            "median_relative_gap": float(np.median(gaps)),
+            "max_relative_gap": float(np.max(gaps)),
+            "share_at_lowest": float(np.mean(np.asarray(gaps) == 0.0)),
+        }
+    return out
 
 
 # === Statistics ===
 
 
 def summary(values) -> dict:
-    """Mean, sample std (ddof=1; 0 for one value), median, min and max."""
+    """n, mean, sample std (ddof=1; 0 for one value), its standard error,
+    median, min and max."""
     v = np.asarray(values, dtype=float)
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
     return {
+        "n": int(v.size),
         "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "std": std,
+        "standard_error": std / math.sqrt(v.size),
         "median": float(np.median(v)),
         "min": float(v.min()),
         "max": float(v.max()),
     }
 
 
+def paired_difference(losses, mmoe_losses) -> dict:
+    """Run by run `losses - mmoe_losses`: mean, standard error, median, and
+    the runs where MMoE is lower (`mmoe_lower` of `n`)."""
+    diff = np.asarray(losses, float) - np.asarray(mmoe_losses, float)
+    s = summary(diff)
+    return {
+        "mean": s["mean"],
+        "standard_error": s["standard_error"],
+        "median": s["median"],
+        "mmoe_lower": int(np.sum(diff > 0)),
+        "n": s["n"],
+    }
+
+
+def failures(losses, linear_losses) -> dict:
+    """Per criterion of `FAILURE_RATIOS`: runs whose loss is at least (or,
+    for ratios below 1, above) that share of the linear regression's loss,
+    their count, share and the share's binomial standard error."""
+    ratio = np.asarray(losses, float) / np.asarray(linear_losses, float)
+    out = {}
+    for name, threshold in FAILURE_RATIOS.items():
+        failed = ratio >= threshold if threshold >= 1.0 else ratio > threshold
+        share = float(failed.mean())
+        out[name] = {
+            "count": int(failed.sum()),
+            "n": int(failed.size),
+            "share": share,
+            "standard_error": math.sqrt(share * (1 - share) / failed.size),
+        }
+    return out
+
+
 def findings(result: dict) -> dict:
     """The paper's claims, read off the numbers (not asserted)."""
     by_p = result["results"]
-    out = {"order_mmoe_le_omoe_le_shared_bottom": {}}
-    out["widest_spread"] = {}
-    out["mmoe_lower_in_fraction_of_runs"] = {}
-    out["paired_difference_over_mmoe"] = {}
+    out = {
+        "order_mmoe_le_omoe_le_shared_bottom": {"mean": {}, "median": {}},
+        "paired_difference_over_mmoe": {},
+        "mmoe_lower_in_fraction_of_runs": {},
+        "fails_to_train_share": {},
+        "widest_spread": {},
+    }
     for p, models in by_p.items():
-        mean = {k: models[k]["final_loss"]["mean"] for k in models}
-        if all(k in mean for k in MODELS):
-            out["order_mmoe_le_omoe_le_shared_bottom"][p] = bool(
-                mean["mmoe"] <= mean["omoe"] <= mean["shared_bottom"]
-            )
-        if "mmoe" in mean:
-            # Same data and batches per run: compare run by run too.
-            mmoe = np.asarray(models["mmoe"]["final_losses"])
-            out["mmoe_lower_in_fraction_of_runs"][p] = {}
-            out["paired_difference_over_mmoe"][p] = {}
-            for k in mean:
-                if k == "mmoe":
-                    continue
-                diff = np.asarray(models[k]["final_losses"]) - mmoe
-                out["mmoe_lower_in_fraction_of_runs"][p][k] = float(
-                    np.mean(diff > 0)
+        stats = {k: models[k]["final_loss"] for k in models}
+        if all(k in stats for k in MODELS):
+            for stat in ("mean", "median"):
+                order = out["order_mmoe_le_omoe_le_shared_bottom"][stat]
+                order[p] = bool(
+                    stats["mmoe"][stat]
+                    <= stats["omoe"][stat]
+                    <= stats["shared_bottom"][stat]
                 )
-                # Mean of (model - MMoE) run by run, with its standard error.
-                out["paired_difference_over_mmoe"][p][k] = {
-                    "mean": float(diff.mean()),
-                    "standard_error": float(
-                        diff.std(ddof=1) / np.sqrt(diff.size)
-                    )
-                    if diff.size > 1
-                    else 0.0,
-                }
-        spread = {k: models[k]["final_loss"] for k in models}
+        paired = {
+            k: m["paired_vs_mmoe"]
+            for k, m in models.items()
+            if "paired_vs_mmoe" in m
+        }
+        if paired:
+            out["paired_difference_over_mmoe"][p] = {
+                k: {"mean": v["mean"], "standard_error": v["standard_error"]}
+                for k, v in paired.items()
+            }
+            out["mmoe_lower_in_fraction_of_runs"][p] = {
+                k: v["mmoe_lower"] / v["n"] for k, v in paired.items()
+            }
+        out["fails_to_train_share"][p] = {
+            k: m["failures"]["fails_to_train"]["share"]
+            for k, m in models.items()
+        }
         out["widest_spread"][p] = {
-            stat: max(spread, key=lambda k, stat=stat: spread[k][stat])
-            for stat in ("std", "range")
+            "std": max(stats, key=lambda k: stats[k]["std"]),
+            "range": max(
+                stats, key=lambda k: stats[k]["max"] - stats[k]["min"]
+            ),
         }
     gates = result.get("gate_js_divergence", {})
-    if gates:
+    if len(gates) > 1:
         ps = sorted(gates, key=float)
         means = [gates[p]["mean"] for p in ps]
         out["gate_js_divergence_falls_as_p_rises"] = bool(
@@ -397,62 +658,117 @@ def run(config: Config, log=print) -> dict:
     trainers = {kind: Trainer(kind, config) for kind in config.models}
     counts = {k: t.model.count_params() for k, t in trainers.items()}
     log(f"parameters: {counts}")
-    per_p = {}
-    gate_js = {}
-    label_corr = {}
+    budget = step_budget(config)
+    length = budget // config.eval_every + 1
+    seconds = dict.fromkeys(config.models, 0.0)
+    steps_done = dict.fromkeys(config.models, 0)
+    per_p, gate_js, label_corr, linear, run_seconds = {}, {}, {}, {}, []
     for p in config.correlations:
         runs = {kind: [] for kind in config.models}
-        js = []
-        corr = []
+        js, corr, lin = [], [], []
         for r in range(config.runs):
+            run_start = time.perf_counter()
             rng, init_seed = run_seeds(config, p, r)
             data = make_data(p, config, rng)
             batches = batch_order(config, rng)
             corr.append(label_correlation(data["y_train"]))
+            lin.append(linear_test_loss(data)["loss"])
             for kind, trainer in trainers.items():
+                t0 = time.perf_counter()
                 trainer.reset(init_seed)
                 out = trainer.fit(data, batches)
+                seconds[kind] += time.perf_counter() - t0
+                steps_done[kind] += out["steps_trained"]
                 runs[kind].append(out)
                 gates = trainer.mean_gates(data["x_test"])
                 if gates is not None:
                     js.append(
                         gate_diagnostics.js_divergence(gates[0], gates[1])
                     )
+            run_seconds.append(time.perf_counter() - run_start)
             log(
-                f"p={p} run {r + 1}/{config.runs}: "
-                + ", ".join(f"{k} {runs[k][-1]['curve'][-1]:.4f}" for k in runs)
+                f"p={p} run {r + 1}/{config.runs}: linear {lin[-1]:.4f}, "
+                + ", ".join(
+                    f"{k} {runs[k][-1]['final_loss']:.4f}"
+                    f" ({runs[k][-1]['steps_trained']} steps)"
+                    for k in runs
+                )
                 + (f", mmoe gate JS {js[-1]:.4f}" if js else "")
                 + f" ({time.perf_counter() - start:.0f} s)",
             )
         key = f"{p:g}"
         per_p[key] = {}
+        mmoe_final = (
+            [o["final_loss"] for o in runs["mmoe"]] if "mmoe" in runs else None
+        )
         for kind, outs in runs.items():
-            final = [o["curve"][-1] for o in outs]
-            curves = np.array([o["curve"] for o in outs])
-            per_p[key][kind] = {
-                "final_loss": {
-                    **summary(final),
-                    "range": float(np.ptp(final)),
-                },
+            final = [o["final_loss"] for o in outs]
+            curves = np.array([reported_curve(o, config, length) for o in outs])
+            trained = np.array([o["steps_trained"] for o in outs])
+            row = {
+                "final_loss": summary(final),
+                "final_losses": final,
+                "ratio_to_linear": (np.asarray(final) / lin).tolist(),
                 "final_task_losses_mean": np.mean(
                     [o["final_task_losses"] for o in outs], axis=0
                 ).tolist(),
-                "final_losses": final,
-                "mean_curve": curves.mean(axis=0).tolist(),
+                "failures": failures(final, lin),
+                "steps_trained": summary(trained),
+                "best_step": summary([o["best_step"] for o in outs]),
+                "share_at_step_budget": float(np.mean(trained >= budget)),
+                "curve": {
+                    "mean": curves.mean(axis=0).tolist(),
+                    "median": np.median(curves, axis=0).tolist(),
+                    "share_training": [
+                        float(np.mean(trained >= i * config.eval_every))
+                        for i in range(length)
+                    ],
+                },
             }
+            if kind != "mmoe" and mmoe_final is not None:
+                row["paired_vs_mmoe"] = paired_difference(final, mmoe_final)
+            if config.stopping == "fixed":
+                row["validation_curves"] = [o["validation_curve"] for o in outs]
+                row["patience_replay"] = patience_replay(
+                    row["validation_curves"], (5, 10, 20, 40), config.eval_every
+                )
+            per_p[key][kind] = row
         if js:
             gate_js[key] = {**summary(js), "runs": js}
         label_corr[key] = summary(corr)
+        linear[key] = {**summary(lin), "runs": lin}
+    if config.sines == "fixed":
+        alpha, beta = sine_parameters(config)
+        sines = {"alpha": alpha.tolist(), "beta": beta.tolist()}
+    else:
+        sines = "drawn per run"
+    wall = time.perf_counter() - start
     result = {
         "command": "python -m benchmarks.synthetic",
         "config": asdict(config),
+        "sine_parameters": sines,
         "shared_bottom_units": shared_bottom_units(config),
         "parameter_counts": counts,
-        "steps": list(range(0, config.steps + 1, config.eval_every)),
+        "steps": list(range(0, budget + 1, config.eval_every)),
         "loss": "test MSE of task 1 + test MSE of task 2",
+        "noise_floor": NUM_TASKS * config.noise_std**2,
+        "failure_criteria": {
+            "fails_to_train": "final test loss >= the linear regression's",
+            "fits_under_half": "final test loss > half the linear regression's",
+        },
         "label_correlation": label_corr,
+        "linear_regression_loss": linear,
         "results": per_p,
         "gate_js_divergence": gate_js,
+        "timing": {
+            "seconds_per_run": summary(run_seconds),
+            "seconds_per_model": {
+                k: seconds[k] / max(1, len(run_seconds)) for k in seconds
+            },
+            "ms_per_step": {
+                k: 1000 * seconds[k] / max(1, steps_done[k]) for k in seconds
+            },
+        },
         "environment": {
             "python": platform.python_version(),
             "keras": keras.__version__,
@@ -460,46 +776,127 @@ def run(config: Config, log=print) -> dict:
             "backend": keras.backend.backend(),
             "cpus": os.cpu_count(),
         },
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall,
     }
     result["findings"] = findings(result)
     return result
 
 
+def compact(result: dict) -> dict:
+    """A result without its per-run curves and Figure 4 curves."""
+    out = {k: v for k, v in result.items() if k != "steps"}
+    out["results"] = {
+        p: {
+            kind: {
+                k: v
+                for k, v in row.items()
+                if k not in ("curve", "validation_curves")
+            }
+            for kind, row in models.items()
+        }
+        for p, models in result["results"].items()
+    }
+    return out
+
+
+def parse_sweep(text: str):
+    """`"NAME=V1,V2"` -> `(NAME, [V1, V2])`, values of NAME's type."""
+    name, sep, values = text.partition("=")
+    if not sep or name not in SWEEPABLE or not values:
+        raise ValueError(
+            f"sweep expected NAME=V1,V2,... with NAME one of "
+            f"{sorted(SWEEPABLE)}. Received: {text}"
+        )
+    kind = SWEEPABLE[name]
+    return name, [
+        kind(float(v)) if kind is int else kind(v) for v in values.split(",")
+    ]
+
+
+def sweep(config: Config, name: str, values, log=print) -> dict:
+    """The experiment once per value of `name`, the rest as `config`."""
+    start = time.perf_counter()
+    results = {}
+    for value in values:
+        log(f"=== {name} = {value} ===")
+        results[str(value)] = compact(run(replace(config, **{name: value})))
+    return {
+        "command": "python -m benchmarks.synthetic --sweep",
+        "parameter": name,
+        "values": [str(v) for v in values],
+        "config": asdict(config),
+        "results": results,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
 # === Plots ===
 
 
-def plot(result: dict, output: Path) -> list[Path]:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(result: dict, output: Path) -> list[Path]:
+    plt = _pyplot()
     steps = result["steps"]
     by_p = result["results"]
     ps = list(by_p)
     models = list(next(iter(by_p.values())))
-    colors = {"mmoe": "C0", "omoe": "C1", "shared_bottom": "C2"}
-    runs = result["config"]["runs"]
+    config = result["config"]
+    runs = config["runs"]
+    early = config["stopping"] == "early"
+    linear = result["linear_regression_loss"]
     paths = []
 
-    fig, axes = plt.subplots(1, len(ps), figsize=(4.2 * len(ps), 3.6))
-    for ax, p in zip(np.atleast_1d(axes), ps, strict=True):
+    rows = 2 if early else 1
+    fig, axes = plt.subplots(
+        rows,
+        len(ps),
+        figsize=(4.2 * len(ps), 3.4 + 1.6 * (rows - 1)),
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1] if early else [1]},
+    )
+    for col, p in enumerate(ps):
+        ax = axes[0, col]
         for kind in models:
+            curve = by_p[p][kind]["curve"]
             ax.plot(
-                steps,
-                by_p[p][kind]["mean_curve"],
-                label=LABELS[kind],
-                color=colors[kind],
+                steps, curve["mean"], color=COLORS[kind], label=LABELS[kind]
             )
+            ax.plot(steps, curve["median"], color=COLORS[kind], ls="--", lw=1)
+        ax.axhline(
+            linear[p]["median"], color="0.5", ls=":", lw=1, label="linear fit"
+        )
         # Zoom on the end of training: the start (loss ~10) is off the top.
         finals = [by_p[p][k]["final_loss"]["mean"] for k in models]
         ax.set_ylim(0, 2.5 * max(finals))
         ax.set_title(f"correlation p = {p}")
-        ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel(f"test loss (mean of {runs} runs)")
-    np.atleast_1d(axes)[0].legend()
+        if early:
+            share = axes[1, col]
+            for kind in models:
+                share.plot(
+                    steps,
+                    by_p[p][kind]["curve"]["share_training"],
+                    color=COLORS[kind],
+                )
+            share.set_ylim(0, 1.05)
+            share.grid(alpha=0.3)
+        axes[-1, col].set_xlabel("training step")
+    axes[0, 0].set_ylabel(
+        f"test loss, {runs} runs\n(solid mean, dashed median)"
+        + ("\nbest-validation weights" if early else "")
+    )
+    if early:
+        axes[1, 0].set_ylabel("share of runs\nstill training")
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     paths.append(output / "synthetic_curves.png")
     fig.savefig(paths[-1], dpi=110)
@@ -512,13 +909,24 @@ def plot(result: dict, output: Path) -> list[Path]:
         squeeze=False,
     )
     for row, p in zip(axes, ps, strict=True):
-        finals = {k: by_p[p][k]["final_losses"] for k in models}
+        finals = {
+            k: [v for v in by_p[p][k]["final_losses"] if np.isfinite(v)]
+            for k in models
+        }
         everything = np.concatenate(list(finals.values()))
-        bins = np.linspace(everything.min(), everything.max(), 21)
+        # Log-spaced bins: the losses span more than a decade.
+        low, high = everything.min(), everything.max()
+        bins = np.geomspace(low, high * (1 + 1e-9) + 1e-12, 21)
         for ax, kind in zip(row, models, strict=True):
-            ax.hist(finals[kind], bins=bins, color=colors[kind])
-            ax.set_title(f"{LABELS[kind]}, p = {p}", fontsize=9)
-            ax.set_xlabel("final test loss", fontsize=8)
+            ax.hist(finals[kind], bins=bins, color=COLORS[kind])
+            ax.set_xscale("log")
+            ax.axvline(linear[p]["median"], color="0.3", ls=":", lw=1)
+            fail = by_p[p][kind]["failures"]["fails_to_train"]
+            ax.set_title(
+                f"{LABELS[kind]}, p = {p} (fail {fail['count']}/{fail['n']})",
+                fontsize=9,
+            )
+            ax.set_xlabel("final test loss (dotted: linear fit)", fontsize=8)
         row[0].set_ylabel("runs")
     fig.tight_layout()
     paths.append(output / "synthetic_histograms.png")
@@ -537,12 +945,12 @@ def plot(result: dict, output: Path) -> list[Path]:
         ax.errorbar(
             xs,
             [gates[p]["mean"] for p in gates],
-            yerr=[gates[p]["std"] for p in gates],
+            yerr=[gates[p]["standard_error"] for p in gates],
             fmt="o-",
             color="C0",
             capsize=4,
             zorder=2,
-            label="mean ± std",
+            label="mean ± SE",
         )
         ax.set_xlabel("task correlation p")
         ax.set_ylabel("JS divergence of mean gates (nats)")
@@ -556,68 +964,229 @@ def plot(result: dict, output: Path) -> list[Path]:
     return paths
 
 
+def plot_sweep(swept: dict, output: Path) -> Path:
+    """Mean ± standard error of each model's final loss per value, one
+    panel per `p`."""
+    plt = _pyplot()
+    values = swept["values"]
+    first = swept["results"][values[0]]["results"]
+    ps = list(first)
+    models = list(next(iter(first.values())))
+    fig, axes = plt.subplots(
+        1, len(ps), figsize=(4.2 * len(ps), 3.4), squeeze=False
+    )
+    xs = np.arange(len(values))
+    for ax, p in zip(axes[0], ps, strict=True):
+        for offset, kind in zip((-0.1, 0.0, 0.1), models, strict=False):
+            stats = [
+                swept["results"][v]["results"][p][kind]["final_loss"]
+                for v in values
+            ]
+            ax.errorbar(
+                xs + offset,
+                [s["mean"] for s in stats],
+                yerr=[s["standard_error"] for s in stats],
+                fmt="o-",
+                capsize=3,
+                color=COLORS[kind],
+                label=LABELS[kind],
+            )
+            ax.plot(
+                xs + offset,
+                [s["median"] for s in stats],
+                "x",
+                color=COLORS[kind],
+            )
+        ax.set_xticks(xs, values)
+        ax.set_xlabel(swept["parameter"])
+        ax.set_title(f"p = {p}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("final test loss (mean ± SE; x median)")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    path = output / f"synthetic_sweep_{swept['parameter']}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def format_table(result: dict) -> str:
-    lines = [
-        f"{'p':>4}  {'model':<14}"
-        + "".join(f"{h:>8}" for h in ("mean", "std", "median", "min", "max"))
-    ]
+    """Per `p` and model: mean ± SE, median, min, max, the paired difference
+    to MMoE ± SE, runs where MMoE is lower, failures under both criteria and
+    the median steps trained; then the linear fit and MMoE's gates."""
+    header = (
+        f"{'p':>4}  {'model':<14}{'mean ± SE':>17}{'median':>8}{'min':>8}"
+        f"{'max':>8}{'Δ vs MMoE ± SE':>18}{'MMoE<':>8}{'fail':>8}"
+        f"{'>½lin':>8}{'steps':>7}"
+    )
+    lines = [header]
     for p, models in result["results"].items():
         for kind, row in models.items():
             s = row["final_loss"]
+            d = row.get("paired_vs_mmoe")
+            fail = row["failures"]
             lines.append(
-                f"{p:>4}  {LABELS[kind]:<14}{s['mean']:>8.4f}"
-                f"{s['std']:>8.4f}{s['median']:>8.4f}{s['min']:>8.4f}"
-                f"{s['max']:>8.4f}"
+                f"{p:>4}  {LABELS[kind]:<14}"
+                f"{s['mean']:>8.4f} ± {s['standard_error']:<6.4f}"
+                f"{s['median']:>8.4f}{s['min']:>8.4f}{s['max']:>8.4f}"
+                + (
+                    f"{d['mean']:>+9.4f} ± {d['standard_error']:<6.4f}"
+                    f"{d['mmoe_lower']:>5}/{d['n']:<3}"
+                    if d
+                    else " " * 26
+                )
+                + "".join(
+                    f"{fail[name]['count']:>5}/{fail[name]['n']:<3}"
+                    for name in FAILURE_RATIOS
+                )
+                + f"{row['steps_trained']['median']:>7.0f}"
             )
+    for p, s in result["linear_regression_loss"].items():
+        lines.append(
+            f"p={p}: linear regression {s['mean']:.4f} ± "
+            f"{s['standard_error']:.4f} (median {s['median']:.4f}), "
+            f"label correlation {result['label_correlation'][p]['mean']:.3f}"
+        )
     for p, s in result["gate_js_divergence"].items():
-        lines.append(f"p={p}: MMoE gate JS {s['mean']:.4f} ± {s['std']:.4f}")
+        lines.append(
+            f"p={p}: MMoE gate JS {s['mean']:.4f} ± {s['standard_error']:.4f}"
+            f" (median {s['median']:.4f})"
+        )
+    t = result["timing"]["seconds_per_run"]
+    lines.append(
+        f"{t['mean']:.1f} s per run (3 models), {result['wall_seconds']:.0f} s"
+    )
+    return "\n".join(lines)
+
+
+def format_sweep_table(swept: dict) -> str:
+    """Per value and `p`: each model's mean ± SE and median, the paired
+    differences to MMoE ± SE, and whether the paper's order holds by mean
+    and by median."""
+    name = swept["parameter"]
+    lines = [
+        f"{name:>14}{'p':>5}  "
+        + "".join(f"{LABELS[k]:>22}" for k in MODELS)
+        + f"{'OMoE-MMoE':>18}{'SB-MMoE':>18}  order(mean,median)"
+    ]
+    for value in swept["values"]:
+        result = swept["results"][value]
+        for p, models in result["results"].items():
+            cells = "".join(
+                f"{models[k]['final_loss']['mean']:>9.4f}±"
+                f"{models[k]['final_loss']['standard_error']:<6.4f}"
+                f"({models[k]['final_loss']['median']:.3f})"
+                if k in models
+                else " " * 22
+                for k in MODELS
+            )
+            diffs = "".join(
+                f"{models[k]['paired_vs_mmoe']['mean']:>+10.4f}±"
+                f"{models[k]['paired_vs_mmoe']['standard_error']:<7.4f}"
+                if k in models and "paired_vs_mmoe" in models[k]
+                else " " * 18
+                for k in ("omoe", "shared_bottom")
+            )
+            order = result["findings"]["order_mmoe_le_omoe_le_shared_bottom"]
+            lines.append(
+                f"{value:>14}{p:>5}  {cells}{diffs}  "
+                f"{order['mean'].get(p)}, {order['median'].get(p)}"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Config()
-    parser.add_argument("--runs", type=int, default=defaults.runs)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--train-size", type=int, default=defaults.train_size)
-    parser.add_argument("--test-size", type=int, default=defaults.test_size)
+    integers = (
+        "runs",
+        "train_size",
+        "validation_size",
+        "test_size",
+        "batch_size",
+        "eval_every",
+        "patience",
+        "max_steps",
+        "steps",
+        "sine_seed",
+        "seed",
+    )
+    for name in integers:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+        )
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate
+    )
+    parser.add_argument(
+        "--stopping", choices=("early", "fixed"), default=defaults.stopping
+    )
+    parser.add_argument(
+        "--sines", choices=("fixed", "per_run"), default=defaults.sines
+    )
     parser.add_argument(
         "--correlations",
         type=float,
         nargs="+",
         default=list(defaults.correlations),
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--models", nargs="+", choices=MODELS, default=list(MODELS)
+    )
+    parser.add_argument(
+        "--sweep",
+        metavar="NAME=V1,V2,...",
+        help="the experiment once per value; NAME one of "
+        + ", ".join(sorted(SWEEPABLE)),
     )
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help="directory"
     )
     args = parser.parse_args(argv)
-    for name in ("runs", "steps", "eval_every", "batch_size", "train_size"):
-        if getattr(args, name) < 1:
+    for name in integers:
+        if name not in ("sine_seed", "seed") and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    if args.steps % args.eval_every:
-        parser.error("--steps must be a multiple of --eval-every")
+    for name in ("steps", "max_steps"):
+        if getattr(args, name) % args.eval_every:
+            parser.error(
+                f"--{name.replace('_', '-')} must be a multiple of --eval-every"
+            )
+    if any(not -1.0 <= p <= 1.0 for p in args.correlations):
+        parser.error("--correlations must lie in [-1, 1]")
     config = replace(
         defaults,
-        runs=args.runs,
-        steps=args.steps,
-        eval_every=args.eval_every,
-        batch_size=args.batch_size,
-        train_size=args.train_size,
-        test_size=args.test_size,
+        **{name: getattr(args, name) for name in integers},
+        learning_rate=args.learning_rate,
+        stopping=args.stopping,
+        sines=args.sines,
         correlations=tuple(args.correlations),
-        seed=args.seed,
         models=tuple(args.models),
     )
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.sweep:
+        try:
+            name, values = parse_sweep(args.sweep)
+        except ValueError as error:
+            parser.error(str(error))
+        if name in ("steps", "max_steps") and any(
+            v % config.eval_every for v in values
+        ):
+            parser.error(f"--sweep {name} values must divide by --eval-every")
+        needs = {"steps": "fixed", "patience": "early", "max_steps": "early"}
+        if needs.get(name, config.stopping) != config.stopping:
+            parser.error(f"--sweep {name} needs --stopping {needs[name]}")
+        swept = sweep(config, name, values)
+        print(format_sweep_table(swept))
+        path = args.output / f"synthetic_sweep_{name}.json"
+        path.write_text(json.dumps(swept, indent=1) + "\n")
+        print(f"wrote {path}")
+        print(f"wrote {plot_sweep(swept, args.output)}")
+        return swept
     result = run(config)
     print(format_table(result))
     print(json.dumps(result["findings"], indent=1))
-    args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "synthetic.json").write_text(
         json.dumps(result, indent=1) + "\n"
     )

@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,14 +11,17 @@ TINY = synthetic.Config(
     correlations=(0.5,),
     runs=1,
     train_size=256,
+    validation_size=64,
     test_size=64,
     batch_size=32,
+    stopping="fixed",
     steps=12,
+    max_steps=12,
     eval_every=4,
 )
 
 
-@pytest.mark.parametrize("p", [0.0, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.9, 1.0, -0.5])
 @pytest.mark.parametrize("scale", [1.0, 2.5])
 def test_task_weights_have_cosine_p_and_norm_c(p, scale):
     rng = np.random.default_rng(3)
@@ -34,26 +38,118 @@ def test_task_weights_reject_a_correlation_outside_minus_one_one():
 
 
 def test_labels_follow_the_formula_and_correlate_more_as_p_rises():
-    config = synthetic.Config(train_size=20_000, test_size=10)
+    config = synthetic.Config(
+        train_size=20_000, validation_size=10, test_size=10
+    )
     corr = []
-    for p in (0.5, 0.9, 1.0):
+    for p in (0.0, 0.5, 0.9, 1.0):
         # Same seed for every p: only p changes.
         data = synthetic.make_data(p, config, np.random.default_rng(7))
         corr.append(synthetic.label_correlation(data["y_train"]))
-    assert corr[0] < corr[1] < corr[2]
-    assert corr[2] > 0.99  # Equal tasks up to the N(0, 0.01) noise.
+    assert abs(corr[0]) < 0.05  # Orthogonal tasks: uncorrelated labels.
+    assert corr[0] < corr[1] < corr[2] < corr[3]
+    assert corr[3] > 0.99  # Equal tasks up to the N(0, 0.01) noise.
 
-    # Rebuild the labels by hand from the same random draws.
+    # Rebuild the labels by hand from the same random draws, in the order
+    # make_data draws them: weights, test, validation, training rows.
     rng = np.random.default_rng(7)
     w = synthetic.task_weights(0.9, config.input_dim, config.scale, rng)
-    alpha, beta = rng.normal(size=10), rng.normal(size=10)
-    x = rng.normal(size=(config.train_size, config.input_dim))
+    alpha, beta = synthetic.sine_parameters(config)
+    for n in (config.test_size, config.validation_size):
+        rng.normal(size=(n, config.input_dim + 2))
+    # A row: its features, then its two noise values.
+    x = rng.normal(size=(config.train_size, config.input_dim + 2))[:, :-2]
     data = synthetic.make_data(0.9, config, np.random.default_rng(7))
+    np.testing.assert_allclose(data["x_train"], x, rtol=1e-6)
     z = x @ w.T
     clean = z + sum(np.sin(a * z + b) for a, b in zip(alpha, beta, strict=True))
     residual = data["y_train"] - clean
     assert abs(residual.std() - 0.1) < 0.005  # eps ~ N(0, 0.01).
     assert abs(residual.mean()) < 0.005
+
+
+def test_fixed_sines_are_shared_by_runs_and_per_run_sines_are_not():
+    config = synthetic.Config()
+    draws = [
+        synthetic.make_data(p, config, synthetic.run_seeds(config, p, r)[0])
+        for p, r in ((0.5, 0), (0.5, 1), (0.0, 0))
+    ]
+    for data in draws[1:]:
+        np.testing.assert_array_equal(data["alpha"], draws[0]["alpha"])
+        np.testing.assert_array_equal(data["beta"], draws[0]["beta"])
+    # Another sine_seed, another draw.
+    other = synthetic.sine_parameters(replace(config, sine_seed=1))
+    assert not np.allclose(other[0], draws[0]["alpha"])
+
+    per_run = replace(config, sines="per_run", train_size=10)
+    a = synthetic.make_data(
+        0.5, per_run, synthetic.run_seeds(config, 0.5, 0)[0]
+    )
+    b = synthetic.make_data(
+        0.5, per_run, synthetic.run_seeds(config, 0.5, 1)[0]
+    )
+    assert not np.allclose(a["alpha"], b["alpha"])
+    with pytest.raises(ValueError, match="sines"):
+        synthetic.sine_parameters(replace(config, sines="other"))
+
+
+def test_test_and_validation_rows_do_not_depend_on_the_training_size():
+    small = replace(TINY, train_size=100)
+    large = replace(TINY, train_size=300)
+    a = synthetic.make_data(0.5, small, np.random.default_rng(1))
+    b = synthetic.make_data(0.5, large, np.random.default_rng(1))
+    for key in ("x_test", "y_test", "x_val", "y_val"):
+        np.testing.assert_array_equal(a[key], b[key])
+    # The smaller training set is the start of the larger one.
+    np.testing.assert_array_equal(a["x_train"], b["x_train"][:100])
+    np.testing.assert_array_equal(a["y_train"], b["y_train"][:100])
+    assert not np.array_equal(a["x_test"], a["x_val"])
+
+
+def test_linear_test_loss_is_the_noise_of_a_linear_target():
+    rng = np.random.default_rng(0)
+    n, d = 4000, 5
+    coef = rng.normal(size=(d, 2))
+
+    def rows(n, noise):
+        x = rng.normal(size=(n, d)).astype("float32")
+        y = x @ coef + [1.0, -2.0] + noise * rng.normal(size=(n, 2))
+        return x, y.astype("float32")
+
+    x_train, y_train = rows(n, 0.0)
+    x_test, y_test = rows(n, 0.0)
+    exact = synthetic.linear_test_loss(
+        {
+            "x_train": x_train,
+            "y_train": y_train,
+            "x_test": x_test,
+            "y_test": y_test,
+        }
+    )
+    assert exact["loss"] < 1e-9  # Intercepts (1, -2) included.
+    x_train, y_train = rows(n, 0.5)
+    x_test, y_test = rows(n, 0.5)
+    noisy = synthetic.linear_test_loss(
+        {
+            "x_train": x_train,
+            "y_train": y_train,
+            "x_test": x_test,
+            "y_test": y_test,
+        }
+    )
+    # Each task's test MSE is the noise variance 0.25 (+ d/n of it).
+    np.testing.assert_allclose(noisy["task_losses"], [0.25, 0.25], rtol=0.08)
+    assert noisy["loss"] == pytest.approx(sum(noisy["task_losses"]))
+
+
+def test_run_seeds_accept_negative_correlations_and_differ_by_p_and_run():
+    config = synthetic.Config()
+    states = {
+        (p, r): synthetic.run_seeds(config, p, r)[0].integers(2**31)
+        for p in (-0.5, 0.0, 0.5)
+        for r in (0, 1)
+    }
+    assert len(set(states.values())) == len(states)
 
 
 def test_shared_bottom_is_sized_to_mmoe_and_counts_match_the_models():
@@ -77,35 +173,142 @@ def test_shared_bottom_is_sized_to_mmoe_and_counts_match_the_models():
         assert gap >= abs(counts["shared_bottom"] - counts["mmoe"])
 
 
-def test_findings_read_the_paper_claims_off_hand_made_numbers():
-    def row(losses):
-        return {
-            "final_losses": losses,
-            "final_loss": {
-                **synthetic.summary(losses),
-                "range": max(losses) - min(losses),
-            },
+# === Statistics against hand-computed values ===
+
+
+def test_summary_of_hand_values():
+    s = synthetic.summary([1.0, 2.0, 3.0, 10.0])
+    # Mean 4; deviations -3, -2, -1, 6: sum of squares 50, std sqrt(50/3).
+    assert s == pytest.approx(
+        {
+            "n": 4,
+            "mean": 4.0,
+            "std": math.sqrt(50 / 3),
+            "standard_error": math.sqrt(50 / 3) / 2,
+            "median": 2.5,
+            "min": 1.0,
+            "max": 10.0,
         }
+    )
+    assert synthetic.summary([3.0])["standard_error"] == 0.0
+
+
+def test_paired_difference_of_hand_values():
+    mmoe = [1.0, 2.0, 3.0, 4.0]
+    other = [2.0, 2.0, 5.0, 3.0]  # Differences 1, 0, 2, -1.
+    d = synthetic.paired_difference(other, mmoe)
+    # Mean 0.5; deviations .5, -.5, 1.5, -1.5: sum of squares 5, std
+    # sqrt(5/3), standard error sqrt(5/3) / 2. MMoE lower in 2 runs (a tie
+    # is not lower).
+    assert d == pytest.approx(
+        {
+            "mean": 0.5,
+            "standard_error": math.sqrt(5 / 3) / 2,
+            "median": 0.5,
+            "mmoe_lower": 2,
+            "n": 4,
+        }
+    )
+
+
+def test_failure_criteria_against_the_linear_regression_loss():
+    linear = [2.0, 2.0, 2.0, 2.0, 4.0]
+    losses = [2.0, 2.5, 1.0, 0.5, 1.0]  # Ratios 1, 1.25, 0.5, 0.25, 0.25.
+    f = synthetic.failures(losses, linear)
+    # Not below the linear fit: ratios >= 1 (the tie fails).
+    assert f["fails_to_train"]["count"] == 2
+    assert f["fails_to_train"]["share"] == pytest.approx(0.4)
+    assert f["fails_to_train"]["standard_error"] == pytest.approx(
+        math.sqrt(0.4 * 0.6 / 5)
+    )
+    # Above half the linear fit's loss: ratios > 0.5 (exactly half passes).
+    assert f["fits_under_half"]["count"] == 2
+    assert f["fits_under_half"]["n"] == 5
+
+
+def test_early_stopping_update_keeps_the_first_lowest_and_counts_patience():
+    val = [5.0, 4.0, 4.0, 4.5, 3.9, 4.0, 4.0]
+    best, stops = 0, []
+    for i in range(1, len(val)):
+        best, stop = synthetic.early_stopping_update(val[: i + 1], best, 2)
+        stops.append((best, stop))
+    assert stops == [
+        (1, False),
+        (1, False),  # A tie is no improvement.
+        (1, True),  # Two evaluations without a lower loss.
+        (4, False),
+        (4, False),
+        (4, True),
+    ]
+
+
+def test_patience_replay_of_hand_curves():
+    curves = [
+        [5.0, 4.0, 4.5, 4.5, 3.0],  # Patience 2 stops at 3, keeps 4.0.
+        [5.0, 4.0, 3.0, 2.0, 1.0],  # Never stops: keeps the lowest.
+    ]
+    out = synthetic.patience_replay(curves, (2, 5), eval_every=10)
+    assert out["2"] == pytest.approx(
+        {
+            "median_stop_step": (30 + 40) / 2,
+            "median_relative_gap": (4.0 / 3.0 - 1) / 2,
+            "max_relative_gap": 4.0 / 3.0 - 1,
+            "share_at_lowest": 0.5,
+        }
+    )
+    assert out["5"]["share_at_lowest"] == 1.0
+    assert out["5"]["median_stop_step"] == 40
+
+
+def test_reported_curve_follows_the_best_validation_weights():
+    out = {
+        "validation_curve": [5.0, 3.0, 4.0, 2.0, 2.5],
+        "test_curve": [9.0, 7.0, 6.0, 8.0, 5.0],
+        "final_loss": 8.0,
+    }
+    early = synthetic.Config(stopping="early")
+    np.testing.assert_array_equal(
+        synthetic.reported_curve(out, early, 7),
+        [9.0, 7.0, 7.0, 8.0, 8.0, 8.0, 8.0],
+    )
+    fixed = synthetic.Config(stopping="fixed")
+    out["final_loss"] = 5.0
+    np.testing.assert_array_equal(
+        synthetic.reported_curve(out, fixed, 5), out["test_curve"]
+    )
+
+
+def test_findings_read_the_paper_claims_off_hand_made_numbers():
+    def row(losses, mmoe=None):
+        out = {
+            "final_losses": losses,
+            "final_loss": synthetic.summary(losses),
+            "failures": synthetic.failures(losses, [1.9] * len(losses)),
+        }
+        if mmoe is not None:
+            out["paired_vs_mmoe"] = synthetic.paired_difference(losses, mmoe)
+        return out
 
     result = {
         "results": {
             "0.5": {
                 "mmoe": row([1.0, 2.0]),
-                "omoe": row([1.5, 2.5]),
-                "shared_bottom": row([0.0, 5.0]),
+                "omoe": row([1.5, 2.5], [1.0, 2.0]),
+                "shared_bottom": row([0.0, 5.0], [1.0, 2.0]),
             },
             "1": {
                 "mmoe": row([1.0, 1.0]),
-                "omoe": row([0.5, 1.5]),
-                "shared_bottom": row([0.9, 1.0]),
+                "omoe": row([0.5, 1.5], [1.0, 1.0]),
+                "shared_bottom": row([0.9, 1.0], [1.0, 1.0]),
             },
         },
         "gate_js_divergence": {"0.5": {"mean": 0.2}, "1": {"mean": 0.3}},
     }
     out = synthetic.findings(result)
     assert out["order_mmoe_le_omoe_le_shared_bottom"] == {
-        "0.5": True,  # Means 1.5 <= 2.0 <= 2.5.
-        "1": False,  # Shared-Bottom 0.95 < OMoE 1.0.
+        # Means 1.5 <= 2.0 <= 2.5; at p = 1 Shared-Bottom 0.95 < OMoE 1.0.
+        "mean": {"0.5": True, "1": False},
+        "median": {"0.5": True, "1": False},
     }
     assert out["mmoe_lower_in_fraction_of_runs"]["0.5"] == {
         "omoe": 1.0,
@@ -115,6 +318,12 @@ def test_findings_read_the_paper_claims_off_hand_made_numbers():
     # standard error 2 * sqrt(2) / sqrt(2) = 2.
     paired = out["paired_difference_over_mmoe"]["0.5"]["shared_bottom"]
     assert paired == pytest.approx({"mean": 1.0, "standard_error": 2.0})
+    # Losses >= 1.9 fail: 2.0 (MMoE), 2.5 (OMoE), 5.0 (Shared-Bottom).
+    assert out["fails_to_train_share"]["0.5"] == {
+        "mmoe": 0.5,
+        "omoe": 0.5,
+        "shared_bottom": 0.5,
+    }
     assert out["widest_spread"]["0.5"] == {
         "std": "shared_bottom",
         "range": "shared_bottom",
@@ -123,11 +332,39 @@ def test_findings_read_the_paper_claims_off_hand_made_numbers():
     assert out["gate_js_divergence_falls_as_p_rises"] is False
 
 
+def test_parse_sweep_types_and_rejects_unknown_names():
+    assert synthetic.parse_sweep("train_size=5000,1e4") == (
+        "train_size",
+        [5000, 10000],
+    )
+    assert synthetic.parse_sweep("learning_rate=3e-4,1e-3") == (
+        "learning_rate",
+        [3e-4, 1e-3],
+    )
+    assert synthetic.parse_sweep("sines=fixed,per_run")[1] == [
+        "fixed",
+        "per_run",
+    ]
+    for bad in ("input_dim=5", "train_size", "train_size="):
+        with pytest.raises(ValueError, match="NAME"):
+            synthetic.parse_sweep(bad)
+
+
+# === Training ===
+
+
 def test_batch_order_sees_every_row_equally_often():
-    config = synthetic.Config(train_size=10, batch_size=4, steps=5)
+    config = synthetic.Config(
+        train_size=10, batch_size=4, stopping="fixed", steps=5
+    )
     batches = synthetic.batch_order(config, np.random.default_rng(0))
     assert batches.shape == (5, 4)
     np.testing.assert_array_equal(np.bincount(batches.ravel()), [2] * 10)
+    early = replace(config, stopping="early", max_steps=10)
+    assert synthetic.batch_order(early, np.random.default_rng(0)).shape == (
+        10,
+        4,
+    )
 
 
 def test_a_reset_trainer_repeats_a_run_exactly_and_seeds_differ():
@@ -136,33 +373,70 @@ def test_a_reset_trainer_repeats_a_run_exactly_and_seeds_differ():
     data = synthetic.make_data(0.5, TINY, rng)
     batches = synthetic.batch_order(TINY, rng)
     trainer.reset(seed)
-    first = trainer.fit(data, batches)["curve"]
+    first = trainer.fit(data, batches)
+    assert first["steps_trained"] == first["best_step"] == 12
+    assert first["final_loss"] == pytest.approx(first["test_curve"][-1])
     # Reset restores the weights and Adam (step count and slots) too.
     trainer.reset(seed)
     np.testing.assert_allclose(
         trainer.task_losses(data["x_test"], data["y_test"]).numpy().sum(),
-        first[0],
+        first["test_curve"][0],
         rtol=1e-6,
     )
-    again = trainer.fit(data, batches)["curve"]
-    np.testing.assert_allclose(again, first, rtol=1e-5)
-    assert first[-1] < first[0]  # It learns.
+    again = trainer.fit(data, batches)
+    np.testing.assert_allclose(again["test_curve"], first["test_curve"], 1e-5)
+    assert first["test_curve"][-1] < first["test_curve"][0]  # It learns.
     trainer.reset(seed + 1)
     other = trainer.task_losses(data["x_test"], data["y_test"]).numpy().sum()
-    assert abs(other - first[0]) > 1e-4
+    assert abs(other - first["test_curve"][0]) > 1e-4
+
+
+def test_early_stopping_stops_on_validation_and_restores_the_best_weights():
+    # 32 training rows and a large step size: the validation loss turns up.
+    config = replace(
+        TINY,
+        train_size=32,
+        stopping="early",
+        learning_rate=1e-2,
+        max_steps=400,
+        eval_every=5,
+        patience=3,
+    )
+    trainer = synthetic.Trainer("shared_bottom", config)
+    rng, seed = synthetic.run_seeds(config, 0.5, 0)
+    data = synthetic.make_data(0.5, config, rng)
+    trainer.reset(seed)
+    out = trainer.fit(data, synthetic.batch_order(config, rng))
+    val = np.asarray(out["validation_curve"])
+    best = out["best_step"] // config.eval_every
+    assert best == int(np.argmin(val))  # The first lowest.
+    assert out["steps_trained"] < config.max_steps  # Stopped by patience,
+    assert out["steps_trained"] == out["best_step"] + 3 * 5  # 3 evals on.
+    assert val[-1] > val[best]
+    # The weights are those of the best step: their losses are the curves'
+    # values there, not the last step's.
+    restored_val = trainer.task_losses(data["x_val"], data["y_val"]).numpy()
+    np.testing.assert_allclose(restored_val.sum(), val[best], rtol=1e-6)
+    assert out["final_validation_loss"] == val[best]
+    np.testing.assert_allclose(
+        out["final_loss"], out["test_curve"][best], rtol=1e-6
+    )
+    assert out["final_loss"] != pytest.approx(out["test_curve"][-1])
 
 
 def test_end_to_end_run_writes_json_and_plots(tmp_path):
     result = synthetic.main(
         [
             "--runs=2",
-            "--steps=8",
+            "--max-steps=8",
             "--eval-every=4",
+            "--patience=1",
             "--train-size=128",
+            "--validation-size=32",
             "--test-size=32",
             "--batch-size=32",
             "--correlations",
-            "0.5",
+            "0",
             "1.0",
             f"--output={tmp_path}",
         ]
@@ -173,33 +447,95 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
         "config",
         "parameter_counts",
         "shared_bottom_units",
+        "sine_parameters",
         "steps",
         "results",
         "gate_js_divergence",
         "label_correlation",
+        "linear_regression_loss",
+        "failure_criteria",
         "findings",
+        "timing",
         "wall_seconds",
     } <= saved.keys()
+    assert saved["config"]["stopping"] == "early"
+    assert len(saved["sine_parameters"]["alpha"]) == 10
     assert saved["steps"] == [0, 4, 8]
-    assert set(saved["results"]) == {"0.5", "1"}
-    for models in saved["results"].values():
+    assert set(saved["results"]) == {"0", "1"}
+    for p, models in saved["results"].items():
         assert set(models) == set(synthetic.MODELS)
-        for row in models.values():
-            assert set(row["final_loss"]) >= {
-                "mean",
-                "std",
-                "median",
-                "min",
-                "max",
-            }
-            assert len(row["final_losses"]) == 2
-            assert len(row["mean_curve"]) == 3
+        linear = saved["linear_regression_loss"][p]["runs"]
+        for kind, row in models.items():
+            assert row["final_loss"]["n"] == len(row["final_losses"]) == 2
             assert row["final_loss"]["mean"] == pytest.approx(
                 np.mean(row["final_losses"])
             )
+            np.testing.assert_allclose(
+                row["ratio_to_linear"],
+                np.divide(row["final_losses"], linear),
+            )
+            assert set(row["failures"]) == set(synthetic.FAILURE_RATIOS)
+            assert len(row["curve"]["mean"]) == 3
+            assert row["curve"]["share_training"][0] == 1.0
+            # The curve ends at the reported losses.
+            assert row["curve"]["mean"][-1] == pytest.approx(
+                row["final_loss"]["mean"]
+            )
+            assert ("paired_vs_mmoe" in row) == (kind != "mmoe")
     for gates in saved["gate_js_divergence"].values():
         assert len(gates["runs"]) == 2
         assert all(0 <= js <= math.log(2) for js in gates["runs"])
     for name in ("curves", "histograms", "gates"):
         png = tmp_path / f"synthetic_{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "MMoE" in synthetic.format_table(result)
+
+
+def test_fixed_steps_sweep_writes_its_json_and_plot(tmp_path):
+    swept = synthetic.main(
+        [
+            "--runs=2",
+            "--stopping=fixed",
+            "--eval-every=4",
+            "--train-size=128",
+            "--validation-size=32",
+            "--test-size=32",
+            "--batch-size=32",
+            "--correlations",
+            "0.5",
+            "--models",
+            "mmoe",
+            "omoe",
+            "--sweep",
+            "steps=4,8",
+            f"--output={tmp_path}",
+        ]
+    )
+    saved = json.loads((tmp_path / "synthetic_sweep_steps.json").read_text())
+    assert saved == json.loads(json.dumps(swept))
+    assert saved["parameter"] == "steps"
+    assert saved["values"] == ["4", "8"]
+    for value, result in saved["results"].items():
+        assert result["config"]["steps"] == int(value)
+        row = result["results"]["0.5"]["omoe"]
+        assert row["steps_trained"]["max"] == int(value)
+        assert "curve" not in row and "validation_curves" not in row
+        assert set(row["patience_replay"]) == {"5", "10", "20", "40"}
+        assert "paired_vs_mmoe" in row
+    png = tmp_path / "synthetic_sweep_steps.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "OMoE-MMoE" in synthetic.format_sweep_table(swept)
+
+
+def test_sweeps_that_do_not_fit_the_stopping_mode_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        synthetic.main(["--sweep", "steps=4,8", f"--output={tmp_path}"])
+    with pytest.raises(SystemExit):
+        synthetic.main(
+            [
+                "--stopping=fixed",
+                "--sweep",
+                "patience=1,2",
+                f"--output={tmp_path}",
+            ]
+        )
