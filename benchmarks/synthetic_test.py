@@ -211,19 +211,24 @@ def test_paired_difference_of_hand_values():
     )
 
 
-def test_failure_criteria_against_the_linear_regression_loss():
+def test_failure_criteria_against_the_linear_fit_and_the_typical_loss():
     linear = [2.0, 2.0, 2.0, 2.0, 4.0]
-    losses = [2.0, 2.5, 1.0, 0.5, 1.0]  # Ratios 1, 1.25, 0.5, 0.25, 0.25.
-    f = synthetic.failures(losses, linear)
-    # Not below the linear fit: ratios >= 1 (the tie fails).
+    losses = [2.0, 2.5, 1.0, 0.5, 1.0]
+    f = synthetic.failures(losses, linear, typical=0.5)
+    # Not below the linear fit: 2.0 (a tie fails) and 2.5.
     assert f["fails_to_train"]["count"] == 2
     assert f["fails_to_train"]["share"] == pytest.approx(0.4)
     assert f["fails_to_train"]["standard_error"] == pytest.approx(
         math.sqrt(0.4 * 0.6 / 5)
     )
-    # Above half the linear fit's loss: ratios > 0.5 (exactly half passes).
-    assert f["fits_under_half"]["count"] == 2
-    assert f["fits_under_half"]["n"] == 5
+    # Above 2 x 0.5 = 1.0: 2.0 and 2.5 (1.0 itself does not count).
+    assert f["far_above_typical"] == pytest.approx(
+        {"count": 2, "n": 5, "share": 0.4, "standard_error": 0.2191}, abs=1e-4
+    )
+    none = synthetic.failures([0.1, 0.2], [1.0, 1.0], typical=0.15)
+    assert none["fails_to_train"]["count"] == 0
+    assert none["fails_to_train"]["standard_error"] == 0.0
+    assert set(f) == set(synthetic.FAILURE_CRITERIA)
 
 
 def test_early_stopping_update_keeps_the_first_lowest_and_counts_patience():
@@ -278,12 +283,41 @@ def test_reported_curve_follows_the_best_validation_weights():
     )
 
 
+def test_by_training_length_reads_each_run_at_the_step():
+    curves = {
+        # Two runs, evaluations every 10 steps from step 0.
+        "mmoe": [[9.0, 3.0, 1.0], [9.0, 5.0, 2.0]],
+        "omoe": [[9.0, 4.0, 2.0], [9.0, 4.0, 3.0]],
+        "shared_bottom": [[9.0, 2.0, 4.0], [9.0, 3.0, 5.0]],
+    }
+    out = synthetic.by_training_length(curves, [10, 20], eval_every=10)
+    assert out["10"]["mmoe"]["final_loss"]["mean"] == 4.0
+    # OMoE - MMoE at step 10: (1, -1); at step 20: (1, 1).
+    assert out["10"]["omoe"]["paired_vs_mmoe"]["mean"] == 0.0
+    assert out["10"]["omoe"]["paired_vs_mmoe"]["mmoe_lower"] == 1
+    assert out["20"]["omoe"]["paired_vs_mmoe"] == pytest.approx(
+        {
+            "mean": 1.0,
+            "standard_error": 0.0,
+            "median": 1.0,
+            "mmoe_lower": 2,
+            "n": 2,
+        }
+    )
+    # Means at 10: MMoE 4, OMoE 4, Shared-Bottom 2.5; at 20: 1.5, 2.5, 4.5.
+    assert out["10"]["order_mmoe_le_omoe_le_shared_bottom"]["mean"] is False
+    assert out["20"]["order_mmoe_le_omoe_le_shared_bottom"] == {
+        "mean": True,
+        "median": True,
+    }
+
+
 def test_findings_read_the_paper_claims_off_hand_made_numbers():
     def row(losses, mmoe=None):
         out = {
             "final_losses": losses,
             "final_loss": synthetic.summary(losses),
-            "failures": synthetic.failures(losses, [1.9] * len(losses)),
+            "failures": synthetic.failures(losses, [1.9] * len(losses), 10.0),
         }
         if mmoe is not None:
             out["paired_vs_mmoe"] = synthetic.paired_difference(losses, mmoe)
@@ -324,6 +358,8 @@ def test_findings_read_the_paper_claims_off_hand_made_numbers():
         "omoe": 0.5,
         "shared_bottom": 0.5,
     }
+    # Nothing is above 2 x 10.
+    assert set(out["far_above_typical_share"]["1"].values()) == {0.0}
     assert out["widest_spread"]["0.5"] == {
         "std": "shared_bottom",
         "range": "shared_bottom",
@@ -454,6 +490,7 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
         "label_correlation",
         "linear_regression_loss",
         "failure_criteria",
+        "typical_loss",
         "findings",
         "timing",
         "wall_seconds",
@@ -465,6 +502,8 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
     for p, models in saved["results"].items():
         assert set(models) == set(synthetic.MODELS)
         linear = saved["linear_regression_loss"][p]["runs"]
+        pooled = [v for row in models.values() for v in row["final_losses"]]
+        assert saved["typical_loss"][p] == pytest.approx(np.median(pooled))
         for kind, row in models.items():
             assert row["final_loss"]["n"] == len(row["final_losses"]) == 2
             assert row["final_loss"]["mean"] == pytest.approx(
@@ -474,7 +513,7 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
                 row["ratio_to_linear"],
                 np.divide(row["final_losses"], linear),
             )
-            assert set(row["failures"]) == set(synthetic.FAILURE_RATIOS)
+            assert set(row["failures"]) == set(synthetic.FAILURE_CRITERIA)
             assert len(row["curve"]["mean"]) == 3
             assert row["curve"]["share_training"][0] == 1.0
             # The curve ends at the reported losses.
@@ -522,6 +561,9 @@ def test_fixed_steps_sweep_writes_its_json_and_plot(tmp_path):
         assert "curve" not in row and "validation_curves" not in row
         assert set(row["patience_replay"]) == {"5", "10", "20", "40"}
         assert "paired_vs_mmoe" in row
+        # The test loss at the last step, read per training length too.
+        length = result["by_training_length"]["0.5"][value]
+        assert length["omoe"]["final_loss"] == row["final_loss"]
     png = tmp_path / "synthetic_sweep_steps.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "OMoE-MMoE" in synthetic.format_sweep_table(swept)
