@@ -23,7 +23,11 @@ differ only by the rotation `u1, u2` (which leaves the distribution of
 `(w1·x, w2·x)` unchanged, `x` being isotropic), the sampled rows, the
 initialization and the batch order, the randomness the paper's trainability
 claim is about. `sines="per_run"` redraws them from the run's seed (a new
-target function, easy or hard, every run).
+target function, easy or hard, every run). `d = 100`, `c = 1`, `m = 10`
+and the noise are the values this experiment attributes to the paper; the
+row counts are not known from it: 10,000 training, 1,000 validation and
+1,000 test rows per run (`--sweep train_size=...` shows what the training
+size does).
 
 Correlations. The paper's `p` in {0.5, 0.9, 1.0}, and `p = 0` as the
 negative-transfer point: the same generator at `cos(w1, w2) = 0` gives
@@ -91,8 +95,10 @@ benchmarks/results):
   final test loss (n, mean, std, standard error, median, min, max, every
   run), the paired difference to MMoE (mean ± standard error, median, runs
   where MMoE is lower), failure counts and shares, steps trained and the
-  mean and median Figure 4 curves, MMoE's gate divergence per run, seconds
-  per model and per run;
+  mean and median Figure 4 curves (early stopping: at each step the test
+  loss of the lowest-validation weights so far, the reported value once a
+  run has stopped; fixed steps: the test loss), MMoE's gate divergence per
+  run, seconds per model and per run;
 - `synthetic_curves.png` (Figure 4), `synthetic_histograms.png` (Figure 5),
   `synthetic_gates.png` (gate divergence vs. `p`).
 
