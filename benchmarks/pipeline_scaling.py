@@ -36,6 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "pipeline_scaling.json"
 PLOT = ROOT / "benchmarks" / "results" / "pipeline_scaling.png"
 # What runs before the first component: the CLI's imports and ingest.
 START = "start and ingest"
+# Between two components, and after the last (the CLI's report).
+OUTSIDE = "outside components (report)"
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -79,7 +81,10 @@ class Phases:
                 self.peak[name] = max(self.peak.get(name, 0), self.last)
             elif words[1] == "done" and name == self.current:
                 self._close(now)
-                self.current = None
+                self.current = OUTSIDE
+                self.started[OUTSIDE] = now
+                if OUTSIDE not in self.order:
+                    self.order.append(OUTSIDE)
 
     def sample(self, rss: int) -> None:
         with self.lock:
@@ -90,7 +95,8 @@ class Phases:
 
     def _close(self, now: float) -> None:
         if self.current is not None:
-            self.wall[self.current] = now - self.started[self.current]
+            took = now - self.started[self.current]
+            self.wall[self.current] = self.wall.get(self.current, 0.0) + took
 
     def finish(self) -> list[dict]:
         self._close(time.perf_counter())

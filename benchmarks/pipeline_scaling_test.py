@@ -39,7 +39,12 @@ def test_phases_get_their_own_wall_time_and_peak(tmp_path):
         interval=0.05,
     )
     phases = {p["phase"]: p for p in result["phases"]}
-    assert list(phases) == [pipeline_scaling.START, "Small", "Big"]
+    assert list(phases) == [
+        pipeline_scaling.START,
+        "Small",
+        pipeline_scaling.OUTSIDE,
+        "Big",
+    ]
     assert phases["Big"]["peak_rss_mb"] > phases["Small"]["peak_rss_mb"] + 40
     assert phases["Big"]["wall_s"] >= 0.5
     assert result["peak_rss_mb"] >= phases["Big"]["peak_rss_mb"]
