@@ -100,19 +100,25 @@ def measure(data: str, root: str, code=None, text=TEXT, labels=LABELS) -> dict:
     return result
 
 
-def merge(results_path: pathlib.Path, label: str, runs: list[dict]) -> dict:
-    """Replaces `label`'s runs in the results file, keeps the others."""
+NOTE = (
+    "ingest alone (pipeline.ingest.ingest) on the reviews repeated, "
+    "plain CSV, one child process per run; peak_rss_mb includes the "
+    "child's imports"
+)
+
+
+def merge(
+    results_path: pathlib.Path, label: str, runs: list[dict], note: str = NOTE
+) -> dict:
+    """Replaces `label`'s runs in the results file, keeps the others, and
+    sets the file's `note` (what was measured)."""
     doc = (
         json.loads(results_path.read_text())
         if results_path.exists()
         else {"runs": {}}
     )
     doc["runs"][label] = runs
-    doc["note"] = (
-        "ingest alone (pipeline.ingest.ingest) on the reviews repeated, "
-        "plain CSV, one child process per run; peak_rss_mb includes the "
-        "child's imports"
-    )
+    doc["note"] = note
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(doc, indent=2) + "\n")
     return doc

@@ -192,22 +192,16 @@ def measure(
     return result
 
 
+NOTE = (
+    "mmoe run --no-cache --epochs E on the reviews repeated, plain CSV, "
+    "one child process per run; RSS of the child and its children "
+    "sampled, each sample credited to the component then running"
+)
+
+
 def merge(results_path: pathlib.Path, label: str, runs: list[dict]) -> dict:
     """Replaces `label`'s runs in the results file, keeps the others."""
-    doc = (
-        json.loads(results_path.read_text())
-        if results_path.exists()
-        else {"runs": {}}
-    )
-    doc["runs"][label] = runs
-    doc["note"] = (
-        "mmoe run --no-cache --epochs E on the reviews repeated, plain CSV, "
-        "one child process per run; RSS of the child and its children "
-        "sampled, each sample credited to the component then running"
-    )
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(doc, indent=2) + "\n")
-    return doc
+    return ingest_scaling.merge(results_path, label, runs, NOTE)
 
 
 def plot(runs: list[dict], path: pathlib.Path) -> None:
