@@ -96,38 +96,21 @@ def _csv_files(pattern: str) -> tuple[list[str], list[str]]:
     return files, columns
 
 
-def _csv_records(path: str):
-    """A CSV file's records after its header, a quoted cell's line breaks
-    kept inside its record."""
-    with beam.io.filesystems.FileSystems.open(path) as f:
-        f.readline()
-        pending, quotes = [], 0
-        for line in f:
-            text = line.decode("utf-8")
-            pending.append(text)
-            quotes += text.count('"')
-            if quotes % 2 == 0:
-                yield "".join(pending)
-                pending, quotes = [], 0
-    if pending:
-        raise ValueError(f"A CSV record of {path} has unbalanced quotes.")
-
-
 @beam.ptransform_fn
 def _ParsedCsv(pipeline, files: list[str]):
     """Each record of `files`, in order, as its list of cells."""
     return (
         pipeline
         | "Files" >> beam.Create(files)
-        | "Records" >> beam.FlatMap(_csv_records)
+        | "Records" >> beam.ParDo(csv_executor._ReadCsvRecordsFromTextFile())
         | "Parse" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
         | "Cells" >> beam.Keys()
     )
 
 
-class _CsvToExample(beam.PTransform):
-    """A split's CSV files -> tf.Examples, typed as CsvExampleGen types
-    them; the types come from a read of the files of their own."""
+class _SplitSource(beam.PTransform):
+    """The files of one input split: `split_pattern` under the input base,
+    as ExampleGen hands them to its input transform."""
 
     def __init__(self, exec_properties, split_pattern: str):
         super().__init__()
@@ -135,6 +118,11 @@ class _CsvToExample(beam.PTransform):
             exec_properties[standard_component_specs.INPUT_BASE_KEY],
             split_pattern,
         )
+
+
+class _CsvToExample(_SplitSource):
+    """A split's CSV files -> tf.Examples, typed as CsvExampleGen types
+    them; the types come from a read of the files of their own."""
 
     def expand(self, pipeline):
         files, columns = _csv_files(self._pattern)
@@ -154,15 +142,8 @@ class _CsvToExample(beam.PTransform):
         )
 
 
-class _TfRecordToExample(beam.PTransform):
+class _TfRecordToExample(_SplitSource):
     """A split's TFRecord files of serialized tf.Examples, in order."""
-
-    def __init__(self, exec_properties, split_pattern: str):
-        super().__init__()
-        self._pattern = os.path.join(
-            exec_properties[standard_component_specs.INPUT_BASE_KEY],
-            split_pattern,
-        )
 
     def expand(self, pipeline):
         return pipeline | "Read" >> beam.io.ReadFromTFRecord(self._pattern)
