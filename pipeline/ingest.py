@@ -130,7 +130,9 @@ class _SplitWriter:
         if shuffle:
             self._random = random.Random(SHUFFLE_SEED)
             self._buckets = [
-                _Bucket(os.path.join(folder, f".bucket-{i:03d}"))
+                _Bucket(
+                    os.path.join(folder, f".bucket-{i:03d}"), kind != "tfrecord"
+                )
                 for i in range(SHUFFLE_BUCKETS)
             ]
 
@@ -181,14 +183,13 @@ class _SplitWriter:
 class _Bucket:
     """Records appended to a file, length-prefixed, read back whole."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, text: bool):
         self.path = path
         self._file = open(path, "wb")
-        self._text = None
+        self._text = text
 
     def add(self, record) -> None:
-        if isinstance(record, str):
-            self._text = True
+        if self._text:
             record = record.encode("utf-8")
         self._file.write(len(record).to_bytes(4, "little"))
         self._file.write(record)
