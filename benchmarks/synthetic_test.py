@@ -116,27 +116,21 @@ def test_linear_test_loss_is_the_noise_of_a_linear_target():
         y = x @ coef + [1.0, -2.0] + noise * rng.normal(size=(n, 2))
         return x, y.astype("float32")
 
-    x_train, y_train = rows(n, 0.0)
-    x_test, y_test = rows(n, 0.0)
-    exact = synthetic.linear_test_loss(
-        {
-            "x_train": x_train,
-            "y_train": y_train,
-            "x_test": x_test,
-            "y_test": y_test,
-        }
-    )
+    def loss(noise):
+        x_train, y_train = rows(n, noise)
+        x_test, y_test = rows(n, noise)
+        return synthetic.linear_test_loss(
+            {
+                "x_train": x_train,
+                "y_train": y_train,
+                "x_test": x_test,
+                "y_test": y_test,
+            }
+        )
+
+    exact = loss(0.0)
     assert exact["loss"] < 1e-9  # Intercepts (1, -2) included.
-    x_train, y_train = rows(n, 0.5)
-    x_test, y_test = rows(n, 0.5)
-    noisy = synthetic.linear_test_loss(
-        {
-            "x_train": x_train,
-            "y_train": y_train,
-            "x_test": x_test,
-            "y_test": y_test,
-        }
-    )
+    noisy = loss(0.5)
     # Each task's test MSE is the noise variance 0.25 (+ d/n of it).
     np.testing.assert_allclose(noisy["task_losses"], [0.25, 0.25], rtol=0.08)
     assert noisy["loss"] == pytest.approx(sum(noisy["task_losses"]))
