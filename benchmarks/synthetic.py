@@ -39,10 +39,16 @@ so it mixes less relatedness with a sign flip; `--correlations` accepts any
 
 Models: MMoE and OMoE (8 experts of 16 ReLU units; OMoE has one gate shared
 by both tasks) and Shared-Bottom, whose one hidden layer is as wide as makes
-its parameter count closest to MMoE's. Every task tower is `Dense(8, relu)`
-and a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE. All three
-models of one run train on the same data, in the same batch order, from the
-same seed.
+its parameter count closest to MMoE's: the multi-task models. Single-task
+(`single_task`), the reference for negative transfer (at `p = 0` above
+all): two independent networks, one per task, each a hidden ReLU layer as
+wide as Shared-Bottom's followed by that task's tower; it is trained as one
+model like the others (the summed loss, early stopping on the summed
+validation loss), and as no parameter is shared the tasks interact only
+through the common stopping step. Every task tower is `Dense(8, relu)` and
+a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE. All models of
+one run train on the same data, in the same batch order, from the same
+seed.
 
 Training length (`stopping`):
 
@@ -77,8 +83,11 @@ depends on the ranking. A run of a model
   rows (`linear_test_loss`): it learned nothing a linear fit does not;
 - is "far above typical" when its final test loss is more than
   `TYPICAL_FACTOR` = 2 times the typical loss at its `p`, the median final
-  test loss of all runs of all models at that `p`: it ended at more than
-  double what training usually reaches there. (With hard sine terms the
+  test loss of all runs of the multi-task models run at that `p`: it ended
+  at more than double what training usually reaches there. `single_task`
+  does not enter the typical loss (unless it is the only model run; the
+  JSON's `typical_loss_models` names the models pooled), so running it or
+  not changes no other model's failure counts. (With hard sine terms the
   linear fit is far above every trained model, so the first criterion alone
   misses runs stuck well above the others; in the pilot one OMoE run ended
   at ten times the other runs' losses and below half the linear fit's.)
@@ -94,11 +103,13 @@ benchmarks/results):
   the linear-regression loss and label correlation, per `p` and model the
   final test loss (n, mean, std, standard error, median, min, max, every
   run), the paired difference to MMoE (mean ± standard error, median, runs
-  where MMoE is lower), failure counts and shares, steps trained and the
-  mean and median Figure 4 curves (early stopping: at each step the test
-  loss of the lowest-validation weights so far, the reported value once a
-  run has stopped; fixed steps: the test loss), MMoE's gate divergence per
-  run, seconds per model and per run;
+  where MMoE is lower) and, for the multi-task models when `single_task`
+  ran, to the single-task model (positive: sharing cost loss), failure
+  counts and shares, steps trained and the mean and median Figure 4 curves
+  (early stopping: at each step the test loss of the lowest-validation
+  weights so far, the reported value once a run has stopped; fixed steps:
+  the test loss), MMoE's gate divergence per run, training seconds per
+  model and per run (the models' sum);
 - `synthetic_curves.png` (Figure 4), `synthetic_histograms.png` (Figure 5),
   `synthetic_gates.png` (gate divergence vs. `p`).
 
@@ -107,6 +118,26 @@ setting (`SWEEPABLE`) and writes `synthetic_sweep_NAME.json` and
 `synthetic_sweep_NAME.png` instead: per value the statistics above without
 the curves, to show how the ranking moves with that setting.
 
+Resuming. A run's data, batch order and initialization are a function of
+the configuration, `p` and the run index alone (`run_seeds`), so each
+model's run is a unit of its own. As each finishes, its record (what
+`Trainer.fit` returns, the run's linear-fit loss and label correlation,
+MMoE's gate divergence, its seconds) is appended as one JSON line to
+`synthetic_runs.jsonl` in the output directory, keyed by the
+configuration's fingerprint (a hash of every `Config` field but `runs`,
+`correlations` and `models`, and of `RECORD_VERSION`), `p`, the run index
+and the model. On start, the records of the same key are read back
+instead of trained; lines of other fingerprints stay in the file, unused,
+and a line cut short by a kill is skipped. A killed run restarted with the
+same command therefore ends with the JSON and plots an uninterrupted run
+writes, except the times: `checkpoint` in the JSON counts the records read
+back and trained, the timing is each record's own, `wall_seconds` this
+process's. Sweeps share the file (each value has its fingerprint). More
+runs, another `p` or another model reuse the runs already recorded: e.g.
+adding `single_task` to a finished run trains only it, on the same data
+and seeds, so its paired differences are as valid as in one go. For new
+measurements of the same configuration, use another output directory.
+
 Training runs as XLA-compiled `tf.function`s, `eval_every` steps per call;
 each model is built and traced once per configuration and re-initialized
 between runs (fresh weights from a model built under the run's seed, Adam's
@@ -114,6 +145,7 @@ slots reset), so a run costs no retracing.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -137,16 +169,38 @@ from keras_mmoe import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = ("mmoe", "omoe", "shared_bottom")
-LABELS = {"mmoe": "MMoE", "omoe": "OMoE", "shared_bottom": "Shared-Bottom"}
-COLORS = {"mmoe": "C0", "omoe": "C1", "shared_bottom": "C2"}
+# The paper's three models, which share parameters between the tasks.
+MULTI_TASK = ("mmoe", "omoe", "shared_bottom")
+MODELS = (*MULTI_TASK, "single_task")
+LABELS = {
+    "mmoe": "MMoE",
+    "omoe": "OMoE",
+    "shared_bottom": "Shared-Bottom",
+    "single_task": "Single-task",
+}
+SHORT = {"omoe": "OMoE", "shared_bottom": "SB", "single_task": "ST"}
+COLORS = {
+    "mmoe": "C0",
+    "omoe": "C1",
+    "shared_bottom": "C2",
+    "single_task": "C3",
+}
 NUM_TASKS = 2
 # Failure criteria (see the module docstring).
 FAILURE_CRITERIA = {
     "fails_to_train": "final test loss >= the linear regression's",
-    "far_above_typical": "final test loss > 2 x the median final test loss "
-    "of all runs of all models at this p",
+    "far_above_typical": "final test loss > 2 x the typical loss at this p: "
+    "the median final test loss of all runs of the multi-task models run "
+    "(MMoE, OMoE, Shared-Bottom; single_task enters only when it is the "
+    "only model run)",
 }
+# Checkpoint file in the output directory: one JSON line per model and run.
+CHECKPOINT = "synthetic_runs.jsonl"
+# Part of the fingerprint: raised when a change to the code changes a run's
+# numbers, so that records of the older code are no longer read back.
+RECORD_VERSION = 1
+# The Config fields that choose which runs are made, not their numbers.
+NOT_FINGERPRINTED = ("runs", "correlations", "models")
 TYPICAL_FACTOR = 2.0
 # Fixed steps: the steps at which `by_training_length` reads the test loss
 # (besides the last).
@@ -322,7 +376,9 @@ def dense_params(fan_in: int, units: int) -> int:
 
 
 def parameter_count(kind: str, config: Config, bottom_units: int = 0) -> int:
-    """Trainable parameters of a model, by formula (checked by the test)."""
+    """Trainable parameters of a model, by formula (checked by the test).
+    `bottom_units`: the width of Shared-Bottom's bottom, which is also that
+    of each single-task network's hidden layer."""
     d, e, u = config.input_dim, config.num_experts, config.expert_units
 
     def towers(fan_in):
@@ -331,6 +387,9 @@ def parameter_count(kind: str, config: Config, bottom_units: int = 0) -> int:
 
     if kind == "shared_bottom":
         return dense_params(d, bottom_units) + towers(bottom_units)
+    if kind == "single_task":
+        # One hidden layer per task, then that task's tower.
+        return NUM_TASKS * dense_params(d, bottom_units) + towers(bottom_units)
     gates = NUM_TASKS if kind == "mmoe" else 1
     return e * dense_params(d, u) + gates * dense_params(d, e) + towers(u)
 
@@ -352,7 +411,9 @@ def shared_bottom_units(config: Config) -> int:
 def build_model(kind: str, config: Config, seed: int):
     """`(model, gate_model)`: model maps `(batch, d)` to a list of one
     `(batch, 1)` prediction per task; gate_model (MMoE only, else None) to
-    the tasks' gate weights `(batch, num_experts)`."""
+    the tasks' gate weights `(batch, num_experts)`. `single_task` is two
+    networks in one model, no weight shared: per task a hidden ReLU layer as
+    wide as Shared-Bottom's bottom, then the task's tower."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((config.input_dim,), name="features")
     gates = None
@@ -372,6 +433,14 @@ def build_model(kind: str, config: Config, seed: int):
             name=kind,
         )
         features = body(inputs)
+    elif kind == "single_task":
+        units = shared_bottom_units(config)
+        features = [
+            keras.layers.Dense(units, activation="relu", name=f"hidden_{k}")(
+                inputs
+            )
+            for k in range(NUM_TASKS)
+        ]
     else:
         raise ValueError(f"kind expected one of {MODELS}. Received: {kind}")
     outputs = [
@@ -587,18 +656,43 @@ def summary(values) -> dict:
     }
 
 
-def paired_difference(losses, mmoe_losses) -> dict:
-    """Run by run `losses - mmoe_losses`: mean, standard error, median, and
-    the runs where MMoE is lower (`mmoe_lower` of `n`)."""
-    diff = np.asarray(losses, float) - np.asarray(mmoe_losses, float)
+def paired_difference(losses, reference, lower: str = "mmoe_lower") -> dict:
+    """Run by run `losses - reference` (MMoE's losses, or the single-task
+    model's): mean, standard error, median, and the runs where the
+    reference is lower (`lower`, of `n`)."""
+    diff = np.asarray(losses, float) - np.asarray(reference, float)
     s = summary(diff)
     return {
         "mean": s["mean"],
         "standard_error": s["standard_error"],
         "median": s["median"],
-        "mmoe_lower": int(np.sum(diff > 0)),
+        lower: int(np.sum(diff > 0)),
         "n": s["n"],
     }
+
+
+def paired_rows(losses: dict) -> dict:
+    """`losses`: model -> its losses, run by run. Per model, the paired
+    differences: `paired_vs_mmoe` for every other model (when MMoE ran),
+    `paired_vs_single_task` for the multi-task models (when single_task
+    ran; positive: the shared parameters cost that model loss)."""
+    out = {kind: {} for kind in losses}
+    for kind, values in losses.items():
+        if kind != "mmoe" and "mmoe" in losses:
+            out[kind]["paired_vs_mmoe"] = paired_difference(
+                values, losses["mmoe"]
+            )
+        if kind in MULTI_TASK and "single_task" in losses:
+            out[kind]["paired_vs_single_task"] = paired_difference(
+                values, losses["single_task"], lower="single_task_lower"
+            )
+    return out
+
+
+def typical_models(models) -> list:
+    """The models whose runs the typical loss pools: the multi-task ones
+    run, or every model run when none of them is."""
+    return [k for k in models if k in MULTI_TASK] or list(models)
 
 
 def failures(losses, linear_losses, typical: float) -> dict:
@@ -629,22 +723,20 @@ def by_training_length(test_curves: dict, checkpoints, eval_every) -> dict:
     data, batches and initialization; Adam's steps do not depend on the
     total). `test_curves`: model -> one test curve per run, from step 0
     every `eval_every` steps. Per step and model: the loss summary, the
-    paired difference to MMoE, and whether MMoE <= OMoE <= Shared-Bottom
-    holds by mean and by median."""
+    paired differences (`paired_rows`), and whether MMoE <= OMoE <=
+    Shared-Bottom holds by mean and by median."""
     out = {}
     for step in checkpoints:
         i = step // eval_every
         losses = {
             k: [c[i] for c in curves] for k, curves in test_curves.items()
         }
-        row = {}
-        for kind, values in losses.items():
-            row[kind] = {"final_loss": summary(values)}
-            if kind != "mmoe" and "mmoe" in losses:
-                row[kind]["paired_vs_mmoe"] = paired_difference(
-                    values, losses["mmoe"]
-                )
-        if all(k in row for k in MODELS):
+        paired = paired_rows(losses)
+        row = {
+            kind: {"final_loss": summary(values), **paired[kind]}
+            for kind, values in losses.items()
+        }
+        if all(k in row for k in MULTI_TASK):
             row["order_mmoe_le_omoe_le_shared_bottom"] = {
                 stat: bool(
                     row["mmoe"]["final_loss"][stat]
@@ -664,13 +756,14 @@ def findings(result: dict) -> dict:
         "order_mmoe_le_omoe_le_shared_bottom": {"mean": {}, "median": {}},
         "paired_difference_over_mmoe": {},
         "mmoe_lower_in_fraction_of_runs": {},
+        "paired_difference_over_single_task": {},
         "fails_to_train_share": {},
         "far_above_typical_share": {},
         "widest_spread": {},
     }
     for p, models in by_p.items():
         stats = {k: models[k]["final_loss"] for k in models}
-        if all(k in stats for k in MODELS):
+        if all(k in stats for k in MULTI_TASK):
             for stat in ("mean", "median"):
                 order = out["order_mmoe_le_omoe_le_shared_bottom"][stat]
                 order[p] = bool(
@@ -690,6 +783,16 @@ def findings(result: dict) -> dict:
             }
             out["mmoe_lower_in_fraction_of_runs"][p] = {
                 k: v["mmoe_lower"] / v["n"] for k, v in paired.items()
+            }
+        single = {
+            k: m["paired_vs_single_task"]
+            for k, m in models.items()
+            if "paired_vs_single_task" in m
+        }
+        if single:
+            out["paired_difference_over_single_task"][p] = {
+                k: {"mean": v["mean"], "standard_error": v["standard_error"]}
+                for k, v in single.items()
             }
         for name in FAILURE_CRITERIA:
             out[f"{name}_share"][p] = {
@@ -714,11 +817,113 @@ def findings(result: dict) -> dict:
 # === Experiment ===
 
 
-def run(config: Config, log=print) -> dict:
+def fingerprint(config: Config) -> str:
+    """Hash of every Config field that changes a run's numbers (all but
+    `NOT_FINGERPRINTED`) and `RECORD_VERSION`."""
+    fields = {
+        k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED
+    }
+    text = json.dumps({"version": RECORD_VERSION, **fields}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Run records in `path`, one JSON line per (p, run index, model),
+    appended as each model's run finishes. Reads back the records of
+    `config`'s fingerprint; other lines (other configurations, a line cut
+    short by a kill) are skipped and stay in the file."""
+
+    def __init__(self, path: Path, config: Config):
+        self.path = Path(path)
+        self.fingerprint = fingerprint(config)
+        self.records = {}
+        if not self.path.exists():
+            return
+        for line in self.path.read_bytes().splitlines():
+            try:
+                record = json.loads(line)
+                key = self.key(record["p"], record["run"], record["model"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if record.get("fingerprint") == self.fingerprint:
+                self.records.setdefault(key, record)
+
+    @staticmethod
+    def key(p, run, kind) -> tuple:
+        return float(p), int(run), str(kind)
+
+    def get(self, p, run, kind) -> dict | None:
+        return self.records.get(self.key(p, run, kind))
+
+    def append(self, record: dict) -> None:
+        line = (json.dumps(record) + "\n").encode()
+        with open(self.path, "a+b") as f:
+            # A line cut short has no end: end it, or this record would
+            # continue it.
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[self.key(record["p"], record["run"], record["model"])] = (
+            record
+        )
+
+
+def train_run(config: Config, p: float, r: int, trainers: dict):
+    """Run `r` at `p` of the models in `trainers` (the same data, batch
+    order and initialization seed for each). Yields `(model, record)` as
+    each model finishes; the record: `Trainer.fit`'s output, the run's
+    linear-fit loss and label correlation, MMoE's gate JS divergence (else
+    None) and the model's seconds."""
+    rng, init_seed = run_seeds(config, p, r)
+    data = make_data(p, config, rng)
+    batches = batch_order(config, rng)
+    shared = {
+        "linear_loss": linear_test_loss(data)["loss"],
+        "label_correlation": label_correlation(data["y_train"]),
+    }
+    for kind, trainer in trainers.items():
+        t0 = time.perf_counter()
+        trainer.reset(init_seed)
+        out = trainer.fit(data, batches)
+        gates = trainer.mean_gates(data["x_test"])
+        yield (
+            kind,
+            {
+                "p": p,
+                "run": r,
+                "model": kind,
+                **out,
+                **shared,
+                "gate_js": (
+                    None
+                    if gates is None
+                    else float(
+                        gate_diagnostics.js_divergence(gates[0], gates[1])
+                    )
+                ),
+                "seconds": time.perf_counter() - t0,
+            },
+        )
+
+
+def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
+    """The experiment. `checkpoint`: a `Checkpoint` file; each model's run
+    found there is read back, each other one appended once trained."""
     start = time.perf_counter()
     trainers = {kind: Trainer(kind, config) for kind in config.models}
     counts = {k: t.model.count_params() for k, t in trainers.items()}
     log(f"parameters: {counts}")
+    store = Checkpoint(checkpoint, config) if checkpoint else None
+    if store:
+        log(
+            f"checkpoint {store.path}: {len(store.records)} records of this "
+            f"configuration ({store.fingerprint})"
+        )
+    read_back = 0
     budget = step_budget(config)
     length = budget // config.eval_every + 1
     seconds = dict.fromkeys(config.models, 0.0)
@@ -726,29 +931,34 @@ def run(config: Config, log=print) -> dict:
     per_p, gate_js, label_corr, linear, typical = {}, {}, {}, {}, {}
     lengths = {}
     run_seconds = []
+    pooled = typical_models(config.models)
     for p in config.correlations:
         runs = {kind: [] for kind in config.models}
         js, corr, lin = [], [], []
         for r in range(config.runs):
-            run_start = time.perf_counter()
-            rng, init_seed = run_seeds(config, p, r)
-            data = make_data(p, config, rng)
-            batches = batch_order(config, rng)
-            corr.append(label_correlation(data["y_train"]))
-            lin.append(linear_test_loss(data)["loss"])
-            for kind, trainer in trainers.items():
-                t0 = time.perf_counter()
-                trainer.reset(init_seed)
-                out = trainer.fit(data, batches)
-                seconds[kind] += time.perf_counter() - t0
-                steps_done[kind] += out["steps_trained"]
-                runs[kind].append(out)
-                gates = trainer.mean_gates(data["x_test"])
-                if gates is not None:
-                    js.append(
-                        gate_diagnostics.js_divergence(gates[0], gates[1])
-                    )
-            run_seconds.append(time.perf_counter() - run_start)
+            records = {
+                kind: store.get(p, r, kind) if store else None
+                for kind in config.models
+            }
+            missing = {k: trainers[k] for k, v in records.items() if v is None}
+            read_back += len(records) - len(missing)
+            if missing:
+                for kind, record in train_run(config, p, r, missing):
+                    if store:
+                        store.append(
+                            {"fingerprint": store.fingerprint, **record}
+                        )
+                    records[kind] = record
+            any_record = records[config.models[0]]
+            corr.append(any_record["label_correlation"])
+            lin.append(any_record["linear_loss"])
+            for kind, record in records.items():
+                seconds[kind] += record["seconds"]
+                steps_done[kind] += record["steps_trained"]
+                runs[kind].append(record)
+                if record["gate_js"] is not None:
+                    js.append(record["gate_js"])
+            run_seconds.append(sum(v["seconds"] for v in records.values()))
             log(
                 f"p={p} run {r + 1}/{config.runs}: linear {lin[-1]:.4f}, "
                 + ", ".join(
@@ -757,15 +967,16 @@ def run(config: Config, log=print) -> dict:
                     for k in runs
                 )
                 + (f", mmoe gate JS {js[-1]:.4f}" if js else "")
+                + ("" if missing else ", read back")
                 + f" ({time.perf_counter() - start:.0f} s)",
             )
         key = f"{p:g}"
         per_p[key] = {}
-        mmoe_final = (
-            [o["final_loss"] for o in runs["mmoe"]] if "mmoe" in runs else None
-        )
         typical[key] = float(
-            np.median([o["final_loss"] for outs in runs.values() for o in outs])
+            np.median([o["final_loss"] for k in pooled for o in runs[k]])
+        )
+        paired = paired_rows(
+            {k: [o["final_loss"] for o in outs] for k, outs in runs.items()}
         )
         for kind, outs in runs.items():
             final = [o["final_loss"] for o in outs]
@@ -791,8 +1002,7 @@ def run(config: Config, log=print) -> dict:
                     ],
                 },
             }
-            if kind != "mmoe" and mmoe_final is not None:
-                row["paired_vs_mmoe"] = paired_difference(final, mmoe_final)
+            row.update(paired[kind])
             if config.stopping == "fixed":
                 row["validation_curves"] = [o["validation_curve"] for o in outs]
                 row["patience_replay"] = patience_replay(
@@ -834,11 +1044,25 @@ def run(config: Config, log=print) -> dict:
         "noise_floor": NUM_TASKS * config.noise_std**2,
         "failure_criteria": FAILURE_CRITERIA,
         "typical_loss": typical,
+        "typical_loss_models": pooled,
         "label_correlation": label_corr,
         "linear_regression_loss": linear,
         "results": per_p,
         "gate_js_divergence": gate_js,
         **({"by_training_length": lengths} if lengths else {}),
+        "checkpoint": (
+            {
+                "path": str(store.path),
+                "fingerprint": store.fingerprint,
+                "records_read_back": read_back,
+                "records_trained": len(config.models) * len(run_seconds)
+                - read_back,
+                "note": "timing: each record's seconds from the process "
+                "that trained it; wall_seconds: this process only",
+            }
+            if store
+            else None
+        ),
         "timing": {
             "seconds_per_run": summary(run_seconds),
             "seconds_per_model": {
@@ -892,13 +1116,19 @@ def parse_sweep(text: str):
     ]
 
 
-def sweep(config: Config, name: str, values, log=print) -> dict:
-    """The experiment once per value of `name`, the rest as `config`."""
+def sweep(
+    config: Config, name: str, values, log=print, checkpoint=None
+) -> dict:
+    """The experiment once per value of `name`, the rest as `config`; every
+    value's records in the one `checkpoint` file (their fingerprints
+    differ)."""
     start = time.perf_counter()
     results = {}
     for value in values:
         log(f"=== {name} = {value} ===")
-        results[str(value)] = compact(run(replace(config, **{name: value})))
+        results[str(value)] = compact(
+            run(replace(config, **{name: value}), log, checkpoint)
+        )
     return {
         "command": "python -m benchmarks.synthetic --sweep",
         "parameter": name,
@@ -1074,8 +1304,9 @@ def plot_sweep(swept: dict, output: Path) -> Path:
         1, len(ps), figsize=(4.2 * len(ps), 3.4), squeeze=False
     )
     xs = np.arange(len(values))
+    offsets = 0.1 * (np.arange(len(models)) - (len(models) - 1) / 2)
     for ax, p in zip(axes[0], ps, strict=True):
-        for offset, kind in zip((-0.1, 0.0, 0.1), models, strict=False):
+        for offset, kind in zip(offsets, models, strict=True):
             stats = [
                 swept["results"][v]["results"][p][kind]["final_loss"]
                 for v in values
@@ -1111,7 +1342,8 @@ def plot_sweep(swept: dict, output: Path) -> Path:
 def format_table(result: dict) -> str:
     """Per `p` and model: mean ± SE, median, min, max, the paired difference
     to MMoE ± SE, runs where MMoE is lower, failures under both criteria and
-    the median steps trained; then the linear fit and MMoE's gates."""
+    the median steps trained; then each multi-task model minus the
+    single-task one (when run), the linear fit and MMoE's gates."""
     header = (
         f"{'p':>4}  {'model':<14}{'mean ± SE':>17}{'median':>8}{'min':>8}"
         f"{'max':>8}{'Δ vs MMoE ± SE':>18}{'MMoE<':>8}{'fail':>8}"
@@ -1158,6 +1390,21 @@ def format_table(result: dict) -> str:
                     if k in row
                 )
             )
+    for p, models in result["results"].items():
+        single = {
+            k: row["paired_vs_single_task"]
+            for k, row in models.items()
+            if "paired_vs_single_task" in row
+        }
+        if single:
+            lines.append(
+                f"p={p}, minus single-task (single-task lower in): "
+                + ", ".join(
+                    f"{LABELS[k]} {d['mean']:+.4f} ± {d['standard_error']:.4f}"
+                    f" ({d['single_task_lower']}/{d['n']})"
+                    for k, d in single.items()
+                )
+            )
     for p, s in result["linear_regression_loss"].items():
         lines.append(
             f"p={p}: linear regression {s['mean']:.4f} ± "
@@ -1171,8 +1418,15 @@ def format_table(result: dict) -> str:
         )
     t = result["timing"]["seconds_per_run"]
     lines.append(
-        f"{t['mean']:.1f} s per run (3 models), {result['wall_seconds']:.0f} s"
+        f"{t['mean']:.1f} s per run ({len(result['config']['models'])} "
+        f"models), {result['wall_seconds']:.0f} s"
     )
+    if result.get("checkpoint"):
+        c = result["checkpoint"]
+        lines.append(
+            f"{c['records_read_back']} records read back from "
+            f"{c['path']}, {c['records_trained']} trained"
+        )
     return "\n".join(lines)
 
 
@@ -1181,10 +1435,12 @@ def format_sweep_table(swept: dict) -> str:
     differences to MMoE ± SE, and whether the paper's order holds by mean
     and by median."""
     name = swept["parameter"]
+    others = [k for k in MODELS if k != "mmoe"]
     lines = [
         f"{name:>14}{'p':>5}  "
         + "".join(f"{LABELS[k]:>22}" for k in MODELS)
-        + f"{'OMoE-MMoE':>18}{'SB-MMoE':>18}  order(mean,median)"
+        + "".join(f"{SHORT[k] + '-MMoE':>18}" for k in others)
+        + "  order(mean,median)"
     ]
     for value in swept["values"]:
         result = swept["results"][value]
@@ -1202,7 +1458,7 @@ def format_sweep_table(swept: dict) -> str:
                 f"{models[k]['paired_vs_mmoe']['standard_error']:<7.4f}"
                 if k in models and "paired_vs_mmoe" in models[k]
                 else " " * 18
-                for k in ("omoe", "shared_bottom")
+                for k in others
             )
             order = result["findings"]["order_mmoe_le_omoe_le_shared_bottom"]
             lines.append(
@@ -1294,14 +1550,14 @@ def main(argv=None) -> dict:
         needs = {"steps": "fixed", "patience": "early", "max_steps": "early"}
         if needs.get(name, config.stopping) != config.stopping:
             parser.error(f"--sweep {name} needs --stopping {needs[name]}")
-        swept = sweep(config, name, values)
+        swept = sweep(config, name, values, checkpoint=args.output / CHECKPOINT)
         print(format_sweep_table(swept))
         path = args.output / f"synthetic_sweep_{name}.json"
         path.write_text(json.dumps(swept, indent=1) + "\n")
         print(f"wrote {path}")
         print(f"wrote {plot_sweep(swept, args.output)}")
         return swept
-    result = run(config)
+    result = run(config, checkpoint=args.output / CHECKPOINT)
     print(format_table(result))
     print(json.dumps(result["findings"], indent=1))
     (args.output / "synthetic.json").write_text(

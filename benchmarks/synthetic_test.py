@@ -158,6 +158,10 @@ def test_shared_bottom_is_sized_to_mmoe_and_counts_match_the_models():
     assert counts["mmoe"] == 8 * 1616 + 2 * 808 + 2 * (136 + 9)
     assert counts["omoe"] == counts["mmoe"] - 808
     assert abs(counts["shared_bottom"] / counts["mmoe"] - 1) < 0.01
+    # Per task: 100 -> units ReLU, then the task's tower units -> 8 -> 1.
+    assert counts["single_task"] == 2 * (
+        100 * units + units + units * 8 + 8 + 8 + 1
+    )
     # No other width is closer.
     for other in (units - 1, units + 1):
         gap = abs(
@@ -165,6 +169,21 @@ def test_shared_bottom_is_sized_to_mmoe_and_counts_match_the_models():
             - counts["mmoe"]
         )
         assert gap >= abs(counts["shared_bottom"] - counts["mmoe"])
+
+
+def test_single_task_networks_share_no_weight():
+    config = replace(TINY, input_dim=6)
+    model, gates = synthetic.build_model("single_task", config, seed=0)
+    assert gates is None
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    before = [np.asarray(o) for o in model(x)]
+    # Changing task 2's network leaves task 1's prediction as it was.
+    for layer in ("hidden_1", "tower_1", "output_1"):
+        kernel = model.get_layer(layer).kernel
+        kernel.assign(kernel.numpy() + 1.0)
+    after = [np.asarray(o) for o in model(x)]
+    np.testing.assert_array_equal(after[0], before[0])
+    assert not np.allclose(after[1], before[1])
 
 
 # === Statistics against hand-computed values ===
@@ -203,6 +222,37 @@ def test_paired_difference_of_hand_values():
             "n": 4,
         }
     )
+
+
+def test_paired_rows_against_mmoe_and_the_single_task_model():
+    losses = {
+        "mmoe": [1.0, 2.0],
+        "shared_bottom": [3.0, 1.0],
+        "single_task": [2.0, 2.0],
+    }
+    rows = synthetic.paired_rows(losses)
+    assert rows["mmoe"] == {
+        "paired_vs_single_task": synthetic.paired_difference(
+            [1.0, 2.0], [2.0, 2.0], lower="single_task_lower"
+        )
+    }
+    # Shared-Bottom - single-task: (1, -1); the single-task model lower once.
+    assert rows["shared_bottom"]["paired_vs_single_task"] == pytest.approx(
+        {
+            "mean": 0.0,
+            "standard_error": 1.0,
+            "median": 0.0,
+            "single_task_lower": 1,
+            "n": 2,
+        }
+    )
+    assert rows["shared_bottom"]["paired_vs_mmoe"]["mean"] == 0.5
+    assert set(rows["single_task"]) == {"paired_vs_mmoe"}
+    # The typical loss pools the multi-task models only.
+    assert synthetic.typical_models(synthetic.MODELS) == list(
+        synthetic.MULTI_TASK
+    )
+    assert synthetic.typical_models(("single_task",)) == ["single_task"]
 
 
 def test_failure_criteria_against_the_linear_fit_and_the_typical_loss():
@@ -493,10 +543,15 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
     assert len(saved["sine_parameters"]["alpha"]) == 10
     assert saved["steps"] == [0, 4, 8]
     assert set(saved["results"]) == {"0", "1"}
+    assert saved["typical_loss_models"] == list(synthetic.MULTI_TASK)
     for p, models in saved["results"].items():
         assert set(models) == set(synthetic.MODELS)
         linear = saved["linear_regression_loss"][p]["runs"]
-        pooled = [v for row in models.values() for v in row["final_losses"]]
+        pooled = [
+            v
+            for kind in synthetic.MULTI_TASK
+            for v in models[kind]["final_losses"]
+        ]
         assert saved["typical_loss"][p] == pytest.approx(np.median(pooled))
         for kind, row in models.items():
             assert row["final_loss"]["n"] == len(row["final_losses"]) == 2
@@ -515,6 +570,9 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
                 row["final_loss"]["mean"]
             )
             assert ("paired_vs_mmoe" in row) == (kind != "mmoe")
+            assert ("paired_vs_single_task" in row) == (
+                kind in synthetic.MULTI_TASK
+            )
     for gates in saved["gate_js_divergence"].values():
         assert len(gates["runs"]) == 2
         assert all(0 <= js <= math.log(2) for js in gates["runs"])
@@ -522,28 +580,31 @@ def test_end_to_end_run_writes_json_and_plots(tmp_path):
         png = tmp_path / f"synthetic_{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "MMoE" in synthetic.format_table(result)
+    # Every model's run is in the checkpoint, one line each.
+    lines = (tmp_path / synthetic.CHECKPOINT).read_text().splitlines()
+    assert len(lines) == 2 * 2 * len(synthetic.MODELS)
+    assert saved["checkpoint"]["records_trained"] == len(lines)
 
 
 def test_fixed_steps_sweep_writes_its_json_and_plot(tmp_path):
-    swept = synthetic.main(
-        [
-            "--runs=2",
-            "--stopping=fixed",
-            "--eval-every=4",
-            "--train-size=128",
-            "--validation-size=32",
-            "--test-size=32",
-            "--batch-size=32",
-            "--correlations",
-            "0.5",
-            "--models",
-            "mmoe",
-            "omoe",
-            "--sweep",
-            "steps=4,8",
-            f"--output={tmp_path}",
-        ]
-    )
+    argv = [
+        "--runs=2",
+        "--stopping=fixed",
+        "--eval-every=4",
+        "--train-size=128",
+        "--validation-size=32",
+        "--test-size=32",
+        "--batch-size=32",
+        "--correlations",
+        "0.5",
+        "--models",
+        "mmoe",
+        "omoe",
+        "--sweep",
+        "steps=4,8",
+        f"--output={tmp_path}",
+    ]
+    swept = synthetic.main(argv)
     saved = json.loads((tmp_path / "synthetic_sweep_steps.json").read_text())
     assert saved == json.loads(json.dumps(swept))
     assert saved["parameter"] == "steps"
@@ -561,6 +622,12 @@ def test_fixed_steps_sweep_writes_its_json_and_plot(tmp_path):
     png = tmp_path / "synthetic_sweep_steps.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "OMoE-MMoE" in synthetic.format_sweep_table(swept)
+    # Both values' records in one file: a second sweep trains nothing.
+    again = synthetic.main(argv)
+    for value, result in again["results"].items():
+        assert result["checkpoint"]["records_read_back"] == 2 * 2
+        assert result["checkpoint"]["records_trained"] == 0
+        assert result["results"] == swept["results"][value]["results"]
 
 
 def test_sweeps_that_do_not_fit_the_stopping_mode_are_refused(tmp_path):
@@ -574,4 +641,96 @@ def test_sweeps_that_do_not_fit_the_stopping_mode_are_refused(tmp_path):
                 "patience=1,2",
                 f"--output={tmp_path}",
             ]
+        )
+
+
+# === Checkpoints ===
+
+
+def test_the_fingerprint_ignores_only_which_runs_are_made():
+    config = synthetic.Config()
+    same = replace(config, runs=3, correlations=(0.5,), models=("omoe",))
+    assert synthetic.fingerprint(same) == synthetic.fingerprint(config)
+    for change in ({"seed": 1}, {"train_size": 500}, {"patience": 3}):
+        other = replace(config, **change)
+        assert synthetic.fingerprint(other) != synthetic.fingerprint(config)
+
+
+RESUMABLE = replace(
+    TINY,
+    correlations=(0.0, 0.5),
+    runs=2,
+    train_size=128,
+    validation_size=32,
+    test_size=32,
+    stopping="early",
+    max_steps=8,
+    patience=1,
+    models=("mmoe", "single_task"),
+)
+
+
+def comparable(result: dict) -> dict:
+    """The result without what depends on the process (times, checkpoint
+    counts), as its JSON reads."""
+    skip = ("timing", "wall_seconds", "checkpoint")
+    return json.loads(
+        json.dumps({k: v for k, v in result.items() if k not in skip})
+    )
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    config = RESUMABLE
+    whole = synthetic.run(config, log=lambda message: None)
+    path = tmp_path / synthetic.CHECKPOINT
+    finished = []
+
+    def kill_after_two_runs(message):
+        # The log line of a finished (p, run): the second one, p = 0 run 2.
+        finished.extend(message.split()[:1] if " run " in message else [])
+        if len(finished) == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        synthetic.run(config, log=kill_after_two_runs, checkpoint=path)
+    killed = path.read_text().splitlines()
+    assert len(killed) == 2 * 2  # Two runs of two models.
+    # Keep 3 records (run 2 at p = 0 half done), then a line cut short by
+    # the kill; a record of another configuration stays and is not used.
+    other = json.loads(killed[0])
+    other.update(fingerprint="0" * 16, final_loss=123.0)
+    kept = [json.dumps(other), *killed[:3]]
+    path.write_text("\n".join(kept) + "\n" + killed[3][:40])
+
+    resumed = synthetic.run(config, log=lambda m: None, checkpoint=path)
+    assert comparable(resumed) == comparable(whole)
+    assert resumed["checkpoint"]["records_read_back"] == 3
+    assert resumed["checkpoint"]["records_trained"] == 2 * 2 * 2 - 3
+    lines = path.read_text().splitlines()
+    # The cut line ended where it was cut; the records follow it.
+    assert lines[:5] == [*kept, killed[3][:40]]
+    assert len(lines) == 5 + 2 * 2 * 2 - 3
+
+    # Everything recorded: nothing trains, the same result.
+    again = synthetic.run(config, log=lambda m: None, checkpoint=path)
+    assert again["checkpoint"]["records_trained"] == 0
+    assert comparable(again) == comparable(whole)
+
+    # One model and a third run: only run 3 trains, the first two are
+    # those of the run of both models.
+    more = synthetic.run(
+        replace(config, runs=3, models=("single_task",)),
+        log=lambda m: None,
+        checkpoint=path,
+    )
+    assert more["checkpoint"]["records_read_back"] == 2 * 2
+    assert more["checkpoint"]["records_trained"] == 2
+    for p, models in more["results"].items():
+        assert (
+            models["single_task"]["final_losses"][:2]
+            == whole["results"][p]["single_task"]["final_losses"]
         )
