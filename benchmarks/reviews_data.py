@@ -53,9 +53,21 @@ def load(path=DATA, drop_empty_text=True):
     return texts, labels, classes
 
 
-def hide_labels(labels, keep_fraction, seed=0):
-    """A copy of `labels` with all but `keep_fraction` of them set to -1."""
+def hide_labels(labels, keep_fraction, seed=0, exact=False):
+    """A copy of `labels` with all but `keep_fraction` of them set to -1.
+
+    By default each row keeps its label with probability `keep_fraction`.
+    With `exact`, the labelled rows are put in one random order drawn from
+    `seed` and the first `round(keep_fraction * labelled)` of them keep their
+    label. Both ways, the rows kept at a smaller fraction are among those
+    kept at a larger one for the same `seed` (an int or a sequence of ints).
+    """
     rng = np.random.default_rng(seed)
     hidden = labels.copy()
-    hidden[rng.random(len(labels)) >= keep_fraction] = -1
+    if not exact:
+        hidden[rng.random(len(labels)) >= keep_fraction] = -1
+        return hidden
+    labelled = np.flatnonzero(labels >= 0)
+    order = rng.permutation(labelled)
+    hidden[order[round(keep_fraction * len(labelled)) :]] = -1
     return hidden

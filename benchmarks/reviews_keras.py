@@ -34,12 +34,19 @@ def vectorize(texts, max_tokens, sequence_length):
     }, vectorizer.vocabulary_size()
 
 
-def train(args, texts, labels, classes, log=print):
+def train(args, texts, labels, classes, log=print, tasks=None):
+    """-> (model, token ids by split, test metrics by task, fit seconds).
+
+    The model has the heads of `tasks` (default: every task of
+    `reviews_data.TASKS`) and learns from their labels only.
+    """
+    names = list(reviews_data.TASKS if tasks is None else tasks)
+    labels = {s: {t: labels[s][t] for t in names} for s in labels}
     ids, vocabulary_size = vectorize(
         texts, args.max_tokens, args.sequence_length
     )
     keras.utils.set_random_seed(args.seed)
-    tasks = [Task(name, len(classes[name])) for name in reviews_data.TASKS]
+    tasks = [Task(name, len(classes[name])) for name in names]
     model = MultiTaskModel(
         tasks=tasks,
         body=args.body,
@@ -79,7 +86,7 @@ def train(args, texts, labels, classes, log=print):
     predictions = model.predict(ids["test"], batch_size=1024, verbose=0)
     results = {
         task: evaluation.task_metrics(labels["test"][task], predictions[task])
-        for task in reviews_data.TASKS
+        for task in names
     }
     return model, ids, results, seconds
 

@@ -42,20 +42,32 @@ RELATED = ("rating", "recommended")
 UNRELATED = ("rating", "department")
 
 
-def scarce(labels, fraction=SCARCE_FRACTION, seed=0):
-    """Labels with only `fraction` of the Rating labels of the train and
-    validation splits kept; the test split untouched."""
+def scarce(
+    labels, fraction=SCARCE_FRACTION, seed=0, task=SCARCE_TASK, exact=False
+):
+    """Labels with only `fraction` of the `task` labels (Rating) of the
+    train and validation splits kept (`reviews_data.hide_labels`, `seed` and
+    `exact` passed on); the other tasks and the test split untouched."""
     out = {split: dict(tasks) for split, tasks in labels.items()}
     for split in ("train", "validation"):
-        out[split][SCARCE_TASK] = reviews_data.hide_labels(
-            labels[split][SCARCE_TASK], fraction, seed=seed
+        out[split][task] = reviews_data.hide_labels(
+            labels[split][task], fraction, seed=seed, exact=exact
         )
     return out
 
 
-def tfidf_baseline(texts, labels, quick=False):
-    """TF-IDF word 1-2 grams + logistic regression, one model per task,
-    trained on train (labelled rows only), measured on test."""
+def head(texts, labels, rows):
+    """The first `rows` rows of every split."""
+    return (
+        {s: t[:rows] for s, t in texts.items()},
+        {s: {k: v[:rows] for k, v in t.items()} for s, t in labels.items()},
+    )
+
+
+def tfidf_baseline(texts, labels, quick=False, tasks=None):
+    """TF-IDF word 1-2 grams + logistic regression, one model per task of
+    `tasks` (default: every task), trained on train (labelled rows only),
+    measured on test."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -65,7 +77,7 @@ def tfidf_baseline(texts, labels, quick=False):
     x_train = vectorizer.fit_transform(texts["train"])
     x_test = vectorizer.transform(texts["test"])
     results = {}
-    for task in reviews_data.TASKS:
+    for task in reviews_data.TASKS if tasks is None else tasks:
         y = labels["train"][task]
         keep = y >= 0
         model = LogisticRegression(max_iter=100 if quick else 1000)
@@ -145,11 +157,7 @@ def main(argv=None):
 
     texts, labels, classes = reviews_data.load()
     if args.quick:
-        texts = {s: t[:1500] for s, t in texts.items()}
-        labels = {
-            s: {k: v[:1500] for k, v in tasks.items()}
-            for s, tasks in labels.items()
-        }
+        texts, labels = head(texts, labels, 1500)
         args.epochs = 2
     args.output.mkdir(parents=True, exist_ok=True)
     settings = {"all": labels, "rating_5pct": scarce(labels)}
