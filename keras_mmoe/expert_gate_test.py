@@ -86,3 +86,28 @@ def test_output_shape_and_serialization(tmp_path):
     _testing.assert_saves_and_loads(
         lambda: ExpertGate(4, temperature=0.5, dropout=0.1), X, tmp_path
     )
+
+
+def test_large_logits_give_the_softmax_without_overflow():
+    gate = ExpertGate(num_experts=3, name="gate")
+    logits = np.array([[1e4, 1e4 - 1.0, -1e4], [-50.0, 0.0, 88.0]], "float32")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    expected = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    weights = ops.convert_to_numpy(gate.weights_from_logits(logits))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6, atol=1e-30)
+
+
+def test_gradient_through_the_gate_weights_is_the_softmax_gradient():
+    gate = ExpertGate(num_experts=4, name="gate")
+    logits = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
+    upstream = np.random.default_rng(2).normal(size=(3, 4)).astype("float32")
+    _, grad = _testing.value_and_gradient(
+        lambda z: ops.sum(
+            ops.multiply(gate.weights_from_logits(z), ops.array(upstream))
+        ),
+        logits,
+    )
+    p = _testing.softmax(logits)
+    # d/dz of sum(u * softmax(z)) = p * (u - sum(u * p)) per row.
+    expected = p * (upstream - (upstream * p).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
