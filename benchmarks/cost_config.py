@@ -21,7 +21,20 @@ class Config:
     num_tasks: int = 3
     tower_units: int = 64  # DeepCTR's default tower_dnn_hidden_units=(64,).
     deepctr_batches: tuple = (32, 1024)
-    deepctr_modes: tuple = ("graph", "fit", "train_on_batch", "fit_xla")
+    deepctr_modes: tuple = (
+        "forward",
+        "graph",
+        "adam",
+        "graph_adam",
+        "fit",
+        "train_on_batch",
+        "fit_xla",
+    )
+    # Speed-ups over DeepCTR's fit whose cost `breakdown` works out.
+    deepctr_fit_targets: tuple = ((32, 1.0), (1024, 1.5))
+    # The float32 matmul peak the breakdown compares with.
+    peak_size: int = 2048
+    peak_repeats: int = 5
     # === multitask_vs_single: the pipeline's Trainer defaults ===
     text_tasks: tuple = (("recommended", 2), ("rating", 5), ("department", 6))
     # The Transform's largest vocabulary: top tokens, padding, OOV buckets.
@@ -62,7 +75,9 @@ QUICK = replace(
     num_tasks=2,
     tower_units=4,
     deepctr_batches=(8,),
-    deepctr_modes=("graph", "fit_xla"),
+    deepctr_modes=("forward", "graph", "adam", "graph_adam", "fit", "fit_xla"),
+    peak_size=64,
+    peak_repeats=2,
     vocabulary_size=100,
     sequence_length=16,
     embedding_dim=8,

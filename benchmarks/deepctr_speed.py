@@ -13,6 +13,18 @@ in-graph: only the models differ. `fit` / `fit_xla`: each framework's own
 `jit_compile="auto"` turns XLA off there, tf_keras's default is off).
 `train_on_batch`: one call per step from Python.
 
+Where a `fit` step's time goes, from three more modes timed the same way:
+`forward` (the model's training-mode forward pass alone), `adam` (each
+framework's Adam applying fixed gradients to the model's variables, no
+model call) and `graph_adam` (the `graph` step with each framework's Adam
+instead of SGD). `breakdown` in the JSON splits each `fit` step into the
+forward, the backward (`graph` - `forward`), Adam and fit's own per-step
+work (`fit` - `graph_adam`: the loss and metrics fit computes, the data
+iterator, callbacks), and sets the network's matmul FLOPs against the
+float32 matmul peak measured in the same process: the share of the peak
+the forward and backward reach, and the share a `fit` step at the target
+speed-up would need.
+
 The comparison runs in a process of its own, `python -m
 benchmarks.deepctr_speed CONFIG_JSON OUTPUT_JSON`, with
 `TF_USE_LEGACY_KERAS=1`, so `tf.keras` (which DeepCTR imports) is tf_keras
@@ -39,7 +51,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402
+from benchmarks import layer_speed, timing  # noqa: E402
 from benchmarks.cost_config import Config  # noqa: E402
 from keras_mmoe import MMoE  # noqa: E402
 
@@ -176,6 +188,77 @@ def graph_steps(model, inputs, labels, learning_rate=1e-3):
     return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
 
 
+def forward_steps(model, inputs):
+    """`steps` training-mode forward passes in one `tf.function`."""
+
+    @tf.function
+    def run(steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            outputs = model(inputs, training=True)
+            total += tf.add_n([tf.reduce_sum(o) for o in outputs])
+        return total
+
+    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+
+
+def _apply(optimizer, grads, variables):
+    """One Adam update in either Keras (`apply_gradients` in both)."""
+    optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+
+def adam_steps(model, optimizer):
+    """`steps` Adam updates of `model`'s variables from fixed gradients."""
+    variables = model.trainable_variables
+    grads = [tf.fill(v.shape, 1e-3) for v in variables]
+
+    @tf.function
+    def run(steps):
+        for _ in tf.range(steps):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            _apply(optimizer, grads, variables)
+        return tf.constant(0.0)
+
+    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+
+
+def graph_adam_steps(model, optimizer, inputs, labels):
+    """The `graph` step with `optimizer` (Adam) instead of SGD."""
+    variables = model.trainable_variables
+
+    @tf.function
+    def run(steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            with tf.GradientTape() as tape:
+                loss = summed_cross_entropy(
+                    model(inputs, training=True), labels
+                )
+            _apply(optimizer, tape.gradient(loss, variables), variables)
+            total += loss
+        return total
+
+    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+
+
+def train_matmul_flops(config: Config, batch: int) -> int:
+    """Matmul FLOPs of one training step of the compared network.
+
+    Forward: experts and gates read the input, the gate-weighted mix, the
+    towers and heads. Backward: a weight gradient for every matmul and an
+    input gradient for all but those reading the input (data needs none),
+    so 2x forward for experts and gates, 3x for the rest: the least the
+    step must compute, so the share of the peak it implies is a floor.
+    """
+    d, e, u = config.input_dim, config.num_experts, config.expert_units
+    t, k = config.tower_units, config.num_tasks
+    reads_input = 2 * d * e * u + 2 * d * e * k
+    rest = 2 * k * e * u + k * (2 * u * t + 2 * t)
+    return batch * (2 * reads_input + 3 * rest)
+
+
 def train_on_batch_steps(model, inputs, labels):
     def run(steps):
         for _ in range(steps):
@@ -248,10 +331,27 @@ def child(config: Config) -> dict:
         ]
         inputs = ({"features": x}, x)  # DeepCTR's inputs are named.
         for mode in config.deepctr_modes:
+            pairs = list(zip((theirs, ours), inputs, strict=True))
             if mode == "graph":
+                fns = [graph_steps(model, xs, labels) for model, xs in pairs]
+            elif mode == "forward":
+                fns = [forward_steps(model, xs) for model, xs in pairs]
+            elif mode in ("adam", "graph_adam"):
+                optimizers = [
+                    tf_keras.optimizers.Adam(1e-3),
+                    keras.optimizers.Adam(1e-3),
+                ]
+                for optimizer, (model, _) in zip(
+                    optimizers, pairs, strict=True
+                ):
+                    optimizer.build(model.trainable_variables)
                 fns = [
-                    graph_steps(model, xs, labels)
-                    for model, xs in zip((theirs, ours), inputs, strict=True)
+                    adam_steps(model, optimizer)
+                    if mode == "adam"
+                    else graph_adam_steps(model, optimizer, xs, labels)
+                    for optimizer, (model, xs) in zip(
+                        optimizers, pairs, strict=True
+                    )
                 ]
             else:
                 jit = mode.endswith("_xla")
@@ -302,7 +402,11 @@ def child(config: Config) -> dict:
             }
             rows.append(row)
             print(format_row(row), flush=True)
+    peak = layer_speed.matmul_peak(config.peak_size, config.peak_repeats)
     return {
+        "matmul_peak_gflops": max(peak.values()),
+        "matmul_peaks_gflops": peak,
+        "breakdown": breakdown(rows, config, max(peak.values())),
         "versions": {
             "deepctr": metadata.version("deepctr"),
             "tf_keras": tf_keras.__version__,
@@ -333,6 +437,17 @@ def child(config: Config) -> dict:
                 "the same with jit_compile=True (on a CPU-only machine "
                 "neither framework's default)"
             ),
+            "forward": (
+                "each model's training-mode forward pass, steps looped "
+                "in-graph as in graph"
+            ),
+            "adam": (
+                "each framework's Adam(1e-3) applying fixed gradients to the "
+                "model's variables, in-graph; no model call"
+            ),
+            "graph_adam": (
+                "the graph step with each framework's Adam(1e-3) instead of SGD"
+            ),
             "train_on_batch": (
                 "the same compile (no XLA), model.train_on_batch once per "
                 "step from Python: each framework's per-call overhead"
@@ -341,6 +456,71 @@ def child(config: Config) -> dict:
         "differences": DEEPCTR_DIFFERENCES,
         "rows": rows,
     }
+
+
+BREAKDOWN_MODES = ("forward", "graph", "adam", "graph_adam", "fit")
+
+
+def breakdown(rows, config: Config, peak_gflops: float) -> dict:
+    """Each framework's `fit` step split into parts, per batch (ms).
+
+    `forward`, `backward` (`graph` - `forward`, with the SGD update),
+    `adam`, `fit_work` (`fit` - `graph_adam`). For keras_mmoe also: the
+    network's matmul FLOPs per step, the share of `peak_gflops` its
+    forward and backward reach (`graph`), and for the target speed-up
+    over DeepCTR's `fit` the forward and backward time and share of the
+    peak it would need, with `fit_work` and `adam` as measured. Batches
+    missing a mode are left out.
+    """
+    out = {}
+    for batch in config.deepctr_batches:
+        ms = {
+            row["mode"]: row
+            for row in rows
+            if row["batch"] == batch and row["mode"] in BREAKDOWN_MODES
+        }
+        if set(ms) != set(BREAKDOWN_MODES):
+            continue
+        parts = {}
+        for side in ("deepctr", "keras_mmoe"):
+            t = {mode: ms[mode][f"{side}_ms"] for mode in BREAKDOWN_MODES}
+            parts[side] = {
+                "fit": t["fit"],
+                "forward": t["forward"],
+                "backward": t["graph"] - t["forward"],
+                "adam": t["adam"],
+                "fit_work": t["fit"] - t["graph_adam"],
+            }
+        ours = parts["keras_mmoe"]
+        flops = train_matmul_flops(config, batch)
+        target = dict(config.deepctr_fit_targets).get(batch)
+        entry = {
+            **parts,
+            "matmul_flops_per_step": flops,
+            "forward_backward_pct_peak": pct_peak(
+                flops, ours["forward"] + ours["backward"], peak_gflops
+            ),
+        }
+        if target is not None:
+            fit_needed = parts["deepctr"]["fit"] / target
+            compute = fit_needed - ours["fit_work"] - ours["adam"]
+            entry["target"] = {
+                "speedup": target,
+                "fit_ms_needed": fit_needed,
+                "forward_backward_ms_needed": compute,
+                # None: fit's own work and Adam alone take longer.
+                "pct_peak_needed": (
+                    pct_peak(flops, compute, peak_gflops)
+                    if compute > 0
+                    else None
+                ),
+            }
+        out[str(batch)] = entry
+    return out
+
+
+def pct_peak(flops: int, ms: float, peak_gflops: float) -> float:
+    return 100 * flops / (ms * 1e-3) / 1e9 / peak_gflops
 
 
 HEADER = (

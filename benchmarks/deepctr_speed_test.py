@@ -79,3 +79,85 @@ def test_skipped_when_not_installed(monkeypatch, capsys):
     result = deepctr_speed.run(QUICK)
     assert "no_such_package_xyz" in result["skipped"]
     assert "skipped" in capsys.readouterr().out
+
+
+def test_train_matmul_flops_by_hand():
+    config = Config(
+        input_dim=4, num_experts=2, expert_units=3, num_tasks=2, tower_units=5
+    )
+    # Per row, forward: experts 2*4*6, gates 2*4*2*2, mix 2*2*2*3, towers
+    # 2*(2*3*5 + 2*5). Experts and gates read the input: 2x; the rest 3x.
+    per_row = 2 * (48 + 32) + 3 * (24 + 80)
+    assert deepctr_speed.train_matmul_flops(config, 10) == 10 * per_row
+
+
+def _rows(batch, ms):
+    return [
+        {"mode": mode, "batch": batch, "deepctr_ms": d, "keras_mmoe_ms": k}
+        for mode, (d, k) in ms.items()
+    ]
+
+
+def test_breakdown_splits_fit_and_works_out_the_target():
+    config = Config(deepctr_batches=(32, 64), deepctr_fit_targets=((32, 2.0),))
+    rows = _rows(
+        32,
+        {
+            "forward": (1.0, 0.5),
+            "graph": (3.0, 2.0),
+            "adam": (0.5, 0.4),
+            "graph_adam": (3.5, 2.5),
+            "fit": (8.0, 6.0),
+            "train_on_batch": (9.0, 9.0),
+        },
+    ) + _rows(64, {"forward": (1.0, 1.0)})  # 64 lacks modes: left out.
+    out = deepctr_speed.breakdown(rows, config, peak_gflops=100.0)
+    assert list(out) == ["32"]
+    entry = out["32"]
+    assert entry["deepctr"] == {
+        "fit": 8.0,
+        "forward": 1.0,
+        "backward": 2.0,
+        "adam": 0.5,
+        "fit_work": 4.5,
+    }
+    assert entry["keras_mmoe"]["fit_work"] == pytest.approx(3.5)
+    flops = deepctr_speed.train_matmul_flops(config, 32)
+    assert entry["forward_backward_pct_peak"] == pytest.approx(
+        100 * flops / 2e-3 / 1e9 / 100.0
+    )
+    # 2x DeepCTR's 8 ms: 4 ms, minus fit_work 3.5 and Adam 0.4 = 0.1 ms.
+    target = entry["target"]
+    assert target["fit_ms_needed"] == pytest.approx(4.0)
+    assert target["forward_backward_ms_needed"] == pytest.approx(0.1)
+    assert target["pct_peak_needed"] == pytest.approx(
+        100 * flops / 0.1e-3 / 1e9 / 100.0
+    )
+
+
+def test_breakdown_says_when_fit_work_alone_exceeds_the_target():
+    config = Config(deepctr_batches=(32,), deepctr_fit_targets=((32, 4.0),))
+    rows = _rows(
+        32,
+        {
+            mode: (8.0 if mode == "fit" else 1.0, 6.0 if mode == "fit" else 1.0)
+            for mode in deepctr_speed.BREAKDOWN_MODES
+        },
+    )
+    target = deepctr_speed.breakdown(rows, config, 100.0)["32"]["target"]
+    assert target["forward_backward_ms_needed"] < 0
+    assert target["pct_peak_needed"] is None
+
+
+def test_forward_and_adam_steps_run_their_steps():
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    x, _ = _tiny_batch()
+    assert deepctr_speed.forward_steps(model, x)(2) > 0
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    assert deepctr_speed.adam_steps(model, optimizer)(3) > 0
+    assert int(optimizer.iterations) == 3
+    for v, b in zip(model.trainable_variables, before, strict=True):
+        assert not np.allclose(v.numpy(), b)
