@@ -27,9 +27,12 @@ class Config:
         "adam",
         "graph_adam",
         "fit",
+        "fit_spe",
         "train_on_batch",
         "fit_xla",
     )
+    # fit_spe's steps_per_execution (fit's default is 1).
+    deepctr_steps_per_execution: int = 32
     # Speed-ups over DeepCTR's fit whose cost `breakdown` works out.
     deepctr_fit_targets: tuple = ((32, 1.0), (1024, 1.5))
     # The float32 matmul peak the breakdown compares with.
@@ -75,7 +78,16 @@ QUICK = replace(
     num_tasks=2,
     tower_units=4,
     deepctr_batches=(8,),
-    deepctr_modes=("forward", "graph", "adam", "graph_adam", "fit", "fit_xla"),
+    deepctr_modes=(
+        "forward",
+        "graph",
+        "adam",
+        "graph_adam",
+        "fit",
+        "fit_spe",
+        "fit_xla",
+    ),
+    deepctr_steps_per_execution=2,
     peak_size=64,
     peak_repeats=2,
     vocabulary_size=100,

@@ -11,6 +11,8 @@ in-graph: only the models differ. `fit` / `fit_xla`: each framework's own
 `compile(Adam, "binary_crossentropy")` and `model.fit`, without and with XLA
 (without is both defaults on a CPU-only machine: Keras 3's
 `jit_compile="auto"` turns XLA off there, tf_keras's default is off).
+`fit_spe`: `fit` with both compiled with `steps_per_execution` (32), which
+runs that many steps in one call of the compiled function.
 `train_on_batch`: one call per step from Python.
 
 Where a `fit` step's time goes, from three more modes timed the same way:
@@ -267,9 +269,14 @@ def train_on_batch_steps(model, inputs, labels):
     return timing.clocked(run)
 
 
-def fit_steps(model, callback_base, inputs, labels):
+def fit_steps(model, callback_base, inputs, labels, steps_per_execution=1):
     """`model.fit` on the batch repeated; per step: from the end of the
-    first batch to the end of the last, so fit's setup is left out."""
+    first execution to the end of the last, so fit's setup is left out.
+
+    `steps_per_execution`: what `model` was compiled with; fit calls the
+    batch callbacks once per execution of that many steps, so a block
+    runs whole executions (at least one timed).
+    """
     data = tf.data.Dataset.from_tensors((inputs, tuple(labels))).repeat()
 
     class BatchEnds(callback_base):
@@ -279,15 +286,20 @@ def fit_steps(model, callback_base, inputs, labels):
     ends = []
 
     def fn(steps):
+        executions = max(1, -(-steps // steps_per_execution))
         ends.clear()
         model.fit(
             data,
             epochs=1,
-            steps_per_epoch=steps + 1,
+            steps_per_epoch=(executions + 1) * steps_per_execution,
             callbacks=[BatchEnds()],
             verbose=0,
         )
-        return (ends[-1] - ends[0]) / steps
+        if len(ends) != executions + 1:
+            raise RuntimeError(
+                f"{len(ends)} batch ends for {executions + 1} executions"
+            )
+        return (ends[-1] - ends[0]) / (executions * steps_per_execution)
 
     return fn
 
@@ -320,7 +332,7 @@ def child(config: Config) -> dict:
     print(HEADER, flush=True)
     rng = np.random.default_rng(config.seed)
     rows = []
-    compiled_jit = None
+    compiled = None
     for batch in config.deepctr_batches:
         x = tf.constant(
             rng.normal(size=(batch, config.input_dim)).astype("float32")
@@ -355,22 +367,30 @@ def child(config: Config) -> dict:
                 ]
             else:
                 jit = mode.endswith("_xla")
-                # fit and train_on_batch share one compiled train step.
-                if jit != compiled_jit:
+                spe = (
+                    config.deepctr_steps_per_execution
+                    if mode == "fit_spe"
+                    else 1
+                )
+                # The fit modes and train_on_batch share a compiled step
+                # while the compile settings stay.
+                if (jit, spe) != compiled:
                     theirs.compile(
                         tf_keras.optimizers.Adam(1e-3),
                         "binary_crossentropy",
                         jit_compile=jit,
+                        steps_per_execution=spe,
                     )
                     ours.compile(
                         keras.optimizers.Adam(1e-3),
                         "binary_crossentropy",
                         jit_compile=jit,
+                        steps_per_execution=spe,
                     )
-                    compiled_jit = jit
+                    compiled = (jit, spe)
                 if mode.startswith("fit"):
                     fns = [
-                        fit_steps(model, base, xs, labels)
+                        fit_steps(model, base, xs, labels, spe)
                         for model, base, xs in zip(
                             (theirs, ours),
                             (
@@ -447,6 +467,11 @@ def child(config: Config) -> dict:
             ),
             "graph_adam": (
                 "the graph step with each framework's Adam(1e-3) instead of SGD"
+            ),
+            "fit_spe": (
+                "fit compiled with steps_per_execution="
+                f"{config.deepctr_steps_per_execution} in both frameworks "
+                "(no XLA): fit's per-step work paid once per execution"
             ),
             "train_on_batch": (
                 "the same compile (no XLA), model.train_on_batch once per "

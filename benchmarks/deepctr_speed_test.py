@@ -161,3 +161,15 @@ def test_forward_and_adam_steps_run_their_steps():
     assert int(optimizer.iterations) == 3
     for v, b in zip(model.trainable_variables, before, strict=True):
         assert not np.allclose(v.numpy(), b)
+
+
+def test_fit_steps_runs_whole_executions_of_steps_per_execution():
+    model = _tiny_model()
+    model.compile("adam", "binary_crossentropy", steps_per_execution=2)
+    x, labels = _tiny_batch()
+    fn = deepctr_speed.fit_steps(
+        model, keras.callbacks.Callback, x, labels, steps_per_execution=2
+    )
+    assert fn(3) > 0
+    # 3 steps round up to 2 executions of 2, plus the untimed first one.
+    assert int(model.optimizer.iterations) == 6
