@@ -78,14 +78,9 @@ QUICK = replace(
     num_tasks=2,
     tower_units=4,
     deepctr_batches=(8,),
-    deepctr_modes=(
-        "forward",
-        "graph",
-        "adam",
-        "graph_adam",
-        "fit",
-        "fit_spe",
-        "fit_xla",
+    # The default modes but train_on_batch.
+    deepctr_modes=tuple(
+        m for m in Config().deepctr_modes if m != "train_on_batch"
     ),
     deepctr_steps_per_execution=2,
     peak_size=64,

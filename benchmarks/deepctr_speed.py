@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -168,41 +169,57 @@ def summed_cross_entropy(outputs, labels):
     )
 
 
-def graph_steps(model, inputs, labels, learning_rate=1e-3):
-    """`steps` SGD steps of `model` in one `tf.function` (either Keras)."""
-    variables = model.trainable_variables
+def in_graph_steps(step):
+    """A block running `step()` (a scalar tensor) `steps` times in one
+    `tf.function`, one iteration at a time, summing what it returns."""
 
     @tf.function
     def run(steps):
         total = tf.constant(0.0)
         for _ in tf.range(steps):
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            with tf.GradientTape() as tape:
-                loss = summed_cross_entropy(
-                    model(inputs, training=True), labels
-                )
-            grads = tape.gradient(loss, variables)
-            for variable, grad in zip(variables, grads, strict=True):
-                variable.assign_sub(learning_rate * grad)
-            total += loss
+            total += step()
         return total
 
     return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+
+
+def loss_steps(model, inputs, labels, update):
+    """Training steps in-graph: forward, summed cross-entropy, gradients,
+    then `update(grads, variables)`."""
+    variables = model.trainable_variables
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = summed_cross_entropy(model(inputs, training=True), labels)
+        update(tape.gradient(loss, variables), variables)
+        return loss
+
+    return in_graph_steps(step)
+
+
+def graph_steps(model, inputs, labels, learning_rate=1e-3):
+    """`steps` SGD steps of `model` in one `tf.function` (either Keras)."""
+
+    def sgd(grads, variables):
+        for variable, grad in zip(variables, grads, strict=True):
+            variable.assign_sub(learning_rate * grad)
+
+    return loss_steps(model, inputs, labels, sgd)
+
+
+def graph_adam_steps(model, optimizer, inputs, labels):
+    """The `graph` step with `optimizer` (Adam) instead of SGD."""
+    return loss_steps(model, inputs, labels, partial(_apply, optimizer))
 
 
 def forward_steps(model, inputs):
     """`steps` training-mode forward passes in one `tf.function`."""
-
-    @tf.function
-    def run(steps):
-        total = tf.constant(0.0)
-        for _ in tf.range(steps):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            outputs = model(inputs, training=True)
-            total += tf.add_n([tf.reduce_sum(o) for o in outputs])
-        return total
-
-    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+    return in_graph_steps(
+        lambda: tf.add_n(
+            [tf.reduce_sum(o) for o in model(inputs, training=True)]
+        )
+    )
 
 
 def _apply(optimizer, grads, variables):
@@ -215,34 +232,11 @@ def adam_steps(model, optimizer):
     variables = model.trainable_variables
     grads = [tf.fill(v.shape, 1e-3) for v in variables]
 
-    @tf.function
-    def run(steps):
-        for _ in tf.range(steps):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            _apply(optimizer, grads, variables)
+    def step():
+        _apply(optimizer, grads, variables)
         return tf.constant(0.0)
 
-    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
-
-
-def graph_adam_steps(model, optimizer, inputs, labels):
-    """The `graph` step with `optimizer` (Adam) instead of SGD."""
-    variables = model.trainable_variables
-
-    @tf.function
-    def run(steps):
-        total = tf.constant(0.0)
-        for _ in tf.range(steps):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            with tf.GradientTape() as tape:
-                loss = summed_cross_entropy(
-                    model(inputs, training=True), labels
-                )
-            _apply(optimizer, tape.gradient(loss, variables), variables)
-            total += loss
-        return total
-
-    return timing.clocked(lambda steps: run(tf.constant(steps)).numpy())
+    return in_graph_steps(step)
 
 
 def train_matmul_flops(config: Config, batch: int) -> int:

@@ -771,29 +771,19 @@ def findings(result: dict) -> dict:
                     <= stats["omoe"][stat]
                     <= stats["shared_bottom"][stat]
                 )
-        paired = {
-            k: m["paired_vs_mmoe"]
-            for k, m in models.items()
-            if "paired_vs_mmoe" in m
-        }
-        if paired:
-            out["paired_difference_over_mmoe"][p] = {
+        for reference in ("mmoe", "single_task"):
+            key = f"paired_vs_{reference}"
+            paired = {k: m[key] for k, m in models.items() if key in m}
+            if not paired:
+                continue
+            out[f"paired_difference_over_{reference}"][p] = {
                 k: {"mean": v["mean"], "standard_error": v["standard_error"]}
                 for k, v in paired.items()
             }
-            out["mmoe_lower_in_fraction_of_runs"][p] = {
-                k: v["mmoe_lower"] / v["n"] for k, v in paired.items()
-            }
-        single = {
-            k: m["paired_vs_single_task"]
-            for k, m in models.items()
-            if "paired_vs_single_task" in m
-        }
-        if single:
-            out["paired_difference_over_single_task"][p] = {
-                k: {"mean": v["mean"], "standard_error": v["standard_error"]}
-                for k, v in single.items()
-            }
+            if reference == "mmoe":
+                out["mmoe_lower_in_fraction_of_runs"][p] = {
+                    k: v["mmoe_lower"] / v["n"] for k, v in paired.items()
+                }
         for name in FAILURE_CRITERIA:
             out[f"{name}_share"][p] = {
                 k: m["failures"][name]["share"] for k, m in models.items()
