@@ -93,6 +93,29 @@ def test_fixed_sines_are_shared_by_runs_and_per_run_sines_are_not():
         synthetic.sine_parameters(replace(config, sines="other"))
 
 
+def test_per_task_sines_are_shared_by_runs_and_differ_between_tasks():
+    config = replace(synthetic.Config(), sines="per_task", train_size=2000)
+    draws = [
+        synthetic.make_data(p, config, synthetic.run_seeds(config, p, r)[0])
+        for p, r in ((0.0, 0), (0.0, 1))
+    ]
+    alpha, beta = draws[0]["alpha"], draws[0]["beta"]
+    assert alpha.shape == beta.shape == (synthetic.NUM_TASKS, config.num_sines)
+    np.testing.assert_array_equal(draws[1]["alpha"], alpha)
+    assert not np.allclose(alpha[0], alpha[1])
+    # Each task's label is its own projection through its own sines.
+    data = draws[0]
+    z = data["x_train"].astype("float64") @ data["w"].T
+    for k in range(synthetic.NUM_TASKS):
+        clean = z[:, k] + np.sin(alpha[k] * z[:, k, None] + beta[k]).sum(-1)
+        residual = data["y_train"][:, k] - clean
+        assert abs(residual.std() - 0.1) < 0.01
+    # Another configuration, so another checkpoint key.
+    assert synthetic.fingerprint(config) != synthetic.fingerprint(
+        replace(config, sines="fixed")
+    )
+
+
 def test_test_and_validation_rows_do_not_depend_on_the_training_size():
     small = replace(TINY, train_size=100)
     large = replace(TINY, train_size=300)
