@@ -55,6 +55,16 @@ a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE. All models of
 one run train on the same data, in the same batch order, from the same
 seed.
 
+Negative transfer. `task_scales` multiplies each task's label (its noise
+included), so the summed training loss weighs task `k` by
+`task_scales[k]**2`: with `--task-scales 10 1` the first task's gradient
+dominates every shared parameter, as a task with a larger loss does in a
+real model. Each task's test MSE is also reported on its unscaled label
+(`task_losses`), and for the multi-task models, run by run, minus the
+single-task model's (`task_paired_vs_single_task`; positive: sharing cost
+that task loss). `findings["negative_transfer"]` marks a task where that
+difference is above twice its standard error.
+
 Training length (`stopping`):
 
 - `"early"` (default): every run holds out `validation_size` rows of its
@@ -206,6 +216,9 @@ CHECKPOINT = "synthetic_runs.jsonl"
 RECORD_VERSION = 1
 # The Config fields that choose which runs are made, not their numbers.
 NOT_FINGERPRINTED = ("runs", "correlations", "models")
+# Fields added after runs were recorded: left out of the fingerprint at
+# these values, so that the records made before they existed still match.
+ADDED_FIELDS = {"task_scales": (1.0, 1.0)}
 TYPICAL_FACTOR = 2.0
 # Fixed steps: the steps at which `by_training_length` reads the test loss
 # (besides the last).
@@ -225,6 +238,7 @@ class Config:
     noise_std: float = 0.1  # eps ~ N(0, 0.01)
     sines: str = "fixed"  # or "per_run", "per_task"
     sine_seed: int = 0
+    task_scales: tuple = (1.0, 1.0)  # each task's label times this
     train_size: int = 10_000
     validation_size: int = 1_000
     test_size: int = 1_000
@@ -319,6 +333,7 @@ def make_data(correlation: float, config: Config, rng) -> dict:
         # alpha, beta: (m,) or (tasks, m), against z[..., None] (n, tasks, 1).
         sines = np.sin(alpha * z[..., None] + beta).sum(axis=-1)
         y = z + sines + config.noise_std * noise
+        y = y * np.asarray(config.task_scales, dtype=float)
         return x.astype("float32"), y.astype("float32")
 
     x_test, y_test = sample(config.test_size)
@@ -682,6 +697,31 @@ def paired_difference(losses, reference, lower: str = "mmoe_lower") -> dict:
     }
 
 
+def task_rows(runs: dict, task_scales) -> dict:
+    """Per model, each task's final test MSE on the unscaled label (the
+    scaled MSE over `task_scales[k]**2`) as `task_losses`, and for the
+    multi-task models, when single_task ran, each task's paired difference
+    to it as `task_paired_vs_single_task` (positive: sharing cost that task
+    loss, i.e. negative transfer)."""
+    scales = np.asarray(task_scales, dtype=float) ** 2
+    losses = {
+        kind: np.array([o["final_task_losses"] for o in outs]) / scales
+        for kind, outs in runs.items()
+    }
+    out = {}
+    for kind, values in losses.items():
+        row = {"task_losses": [summary(v) for v in values.T]}
+        if kind in MULTI_TASK and "single_task" in losses:
+            row["task_paired_vs_single_task"] = [
+                paired_difference(v, ref, lower="single_task_lower")
+                for v, ref in zip(
+                    values.T, losses["single_task"].T, strict=True
+                )
+            ]
+        out[kind] = row
+    return out
+
+
 def paired_rows(losses: dict) -> dict:
     """`losses`: model -> its losses, run by run. Per model, the paired
     differences: `paired_vs_mmoe` for every other model (when MMoE ran),
@@ -771,6 +811,7 @@ def findings(result: dict) -> dict:
         "fails_to_train_share": {},
         "far_above_typical_share": {},
         "widest_spread": {},
+        "negative_transfer": {},
     }
     for p, models in by_p.items():
         stats = {k: models[k]["final_loss"] for k in models}
@@ -799,6 +840,21 @@ def findings(result: dict) -> dict:
             out[f"{name}_share"][p] = {
                 k: m["failures"][name]["share"] for k, m in models.items()
             }
+        transfer = {
+            k: [
+                {
+                    "mean": d["mean"],
+                    "standard_error": d["standard_error"],
+                    "worse_than_single_task": d["mean"]
+                    > 2 * d["standard_error"],
+                }
+                for d in m["task_paired_vs_single_task"]
+            ]
+            for k, m in models.items()
+            if "task_paired_vs_single_task" in m
+        }
+        if transfer:
+            out["negative_transfer"][p] = transfer
         out["widest_spread"][p] = {
             "std": max(stats, key=lambda k: stats[k]["std"]),
             "range": max(
@@ -822,7 +878,10 @@ def fingerprint(config: Config) -> str:
     """Hash of every Config field that changes a run's numbers (all but
     `NOT_FINGERPRINTED`) and `RECORD_VERSION`."""
     fields = {
-        k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED
+        k: v
+        for k, v in asdict(config).items()
+        if k not in NOT_FINGERPRINTED
+        and not (k in ADDED_FIELDS and tuple(v) == ADDED_FIELDS[k])
     }
     text = json.dumps({"version": RECORD_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -979,6 +1038,7 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
         paired = paired_rows(
             {k: [o["final_loss"] for o in outs] for k, outs in runs.items()}
         )
+        task_paired = task_rows(runs, config.task_scales)
         for kind, outs in runs.items():
             final = [o["final_loss"] for o in outs]
             curves = np.array([reported_curve(o, config, length) for o in outs])
@@ -1004,6 +1064,7 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
                 },
             }
             row.update(paired[kind])
+            row.update(task_paired[kind])
             if config.stopping == "fixed":
                 row["validation_curves"] = [o["validation_curve"] for o in outs]
                 row["patience_replay"] = patience_replay(
@@ -1406,6 +1467,18 @@ def format_table(result: dict) -> str:
                     for k, d in single.items()
                 )
             )
+            lines.append(
+                f"p={p}, per task (unscaled), minus single-task: "
+                + ", ".join(
+                    f"{LABELS[k]} "
+                    + " / ".join(
+                        f"{d['mean']:+.4f} ± {d['standard_error']:.4f}"
+                        for d in row["task_paired_vs_single_task"]
+                    )
+                    for k, row in models.items()
+                    if "task_paired_vs_single_task" in row
+                )
+            )
     for p, s in result["linear_regression_loss"].items():
         lines.append(
             f"p={p}: linear regression {s['mean']:.4f} ± "
@@ -1512,6 +1585,15 @@ def main(argv=None) -> dict:
         "--models", nargs="+", choices=MODELS, default=list(MODELS)
     )
     parser.add_argument(
+        "--task-scales",
+        nargs=NUM_TASKS,
+        type=float,
+        default=list(defaults.task_scales),
+        metavar="S",
+        help="each task's label times this (the training loss weighs the "
+        "tasks by its square); per-task losses are reported unscaled",
+    )
+    parser.add_argument(
         "--sweep",
         metavar="NAME=V1,V2,...",
         help="the experiment once per value; NAME one of "
@@ -1531,12 +1613,15 @@ def main(argv=None) -> dict:
             )
     if any(not -1.0 <= p <= 1.0 for p in args.correlations):
         parser.error("--correlations must lie in [-1, 1]")
+    if any(not s > 0 for s in args.task_scales):
+        parser.error("--task-scales must be positive")
     config = replace(
         defaults,
         **{name: getattr(args, name) for name in integers},
         learning_rate=args.learning_rate,
         stopping=args.stopping,
         sines=args.sines,
+        task_scales=tuple(args.task_scales),
         correlations=tuple(args.correlations),
         models=tuple(args.models),
     )

@@ -679,6 +679,67 @@ def test_the_fingerprint_ignores_only_which_runs_are_made():
         assert synthetic.fingerprint(other) != synthetic.fingerprint(config)
 
 
+def test_runs_recorded_before_task_scales_existed_keep_their_fingerprint():
+    # The fingerprint of the default configuration (and so the key of the
+    # records already in synthetic_runs.jsonl) did not change when the
+    # task_scales field was added; another scale is another key.
+    config = synthetic.Config(models=("mmoe", "omoe", "shared_bottom"))
+    assert synthetic.fingerprint(config) == "2ed8aa2413d02f12"
+    scaled = replace(config, task_scales=(10.0, 1.0))
+    assert synthetic.fingerprint(scaled) != synthetic.fingerprint(config)
+
+
+def test_task_scales_multiply_each_label():
+    config = replace(synthetic.Config(), train_size=50)
+    scaled = replace(config, task_scales=(10.0, 0.5))
+    plain = synthetic.make_data(0.0, config, np.random.default_rng(4))
+    big = synthetic.make_data(0.0, scaled, np.random.default_rng(4))
+    np.testing.assert_array_equal(big["x_train"], plain["x_train"])
+    np.testing.assert_allclose(
+        big["y_test"], plain["y_test"] * [10.0, 0.5], rtol=1e-6
+    )
+
+
+def test_task_rows_unscale_and_pair_each_task_with_single_task():
+    def outs(losses):
+        return [{"final_task_losses": v} for v in losses]
+
+    runs = {
+        "mmoe": outs([[100.0, 1.0], [200.0, 3.0]]),
+        "single_task": outs([[100.0, 2.0], [100.0, 2.0]]),
+    }
+    rows = synthetic.task_rows(runs, (10.0, 1.0))
+    assert rows["mmoe"]["task_losses"][0]["mean"] == pytest.approx(1.5)
+    assert rows["mmoe"]["task_losses"][1]["mean"] == pytest.approx(2.0)
+    first, second = rows["mmoe"]["task_paired_vs_single_task"]
+    assert first["mean"] == pytest.approx(0.5)  # (0 + 1) / 2, unscaled
+    assert first["single_task_lower"] == 1
+    assert second["mean"] == pytest.approx(0.0)
+    assert "task_paired_vs_single_task" not in rows["single_task"]
+    findings = synthetic.findings(
+        {
+            "results": {
+                "0": {
+                    kind: {
+                        "final_loss": synthetic.summary([1.0, 2.0]),
+                        "failures": {
+                            n: {"share": 0.0}
+                            for n in synthetic.FAILURE_CRITERIA
+                        },
+                        **row,
+                    }
+                    for kind, row in rows.items()
+                }
+            }
+        }
+    )
+    (mark_first, mark_second) = findings["negative_transfer"]["0"]["mmoe"]
+    assert mark_first["mean"] == pytest.approx(0.5)
+    # One run above and one equal: a mean of 0.5 with an SE of 0.5.
+    assert not mark_first["worse_than_single_task"]
+    assert not mark_second["worse_than_single_task"]
+
+
 RESUMABLE = replace(
     TINY,
     correlations=(0.0, 0.5),
