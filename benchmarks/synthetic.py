@@ -48,12 +48,13 @@ its parameter count closest to MMoE's: the multi-task models. Single-task
 (`single_task`), the reference for negative transfer (at `p = 0` above
 all): two independent networks, one per task, each a hidden ReLU layer as
 wide as Shared-Bottom's followed by that task's tower; it is trained as one
-model like the others (the summed loss, early stopping on the summed
-validation loss), and as no parameter is shared the tasks interact only
-through the common stopping step. Every task tower is `Dense(8, relu)` and
-a linear `Dense(1)`. Adam, loss = sum of the two tasks' MSE. All models of
-one run train on the same data, in the same batch order, from the same
-seed.
+model on the summed loss, but with early stopping each task stops on its
+own validation loss and reports its test loss at its own best evaluation,
+as two separately trained networks would (no parameter is shared, and Adam
+is per parameter, so the tasks do not interact). Every task tower is
+`Dense(8, relu)` and a linear `Dense(1)`. Adam, loss = sum of the two
+tasks' MSE. All models of one run train on the same data, in the same batch
+order, from the same seed.
 
 Negative transfer. `task_scales` multiplies each task's label (its noise
 included), so the summed training loss weighs task `k` by
@@ -141,7 +142,8 @@ MMoE's gate divergence, its seconds) is appended as one JSON line to
 `synthetic_runs.jsonl` in the output directory, keyed by the
 configuration's fingerprint (a hash of every `Config` field but `runs`,
 `correlations` and `models`, and of `RECORD_VERSION`), `p`, the run index
-and the model. On start, the records of the same key are read back
+and the model (and a model's own record version, `MODEL_RECORD_VERSION`).
+On start, the records of the same key are read back
 instead of trained; lines of other fingerprints stay in the file, unused,
 and a line cut short by a kill is skipped. A killed run restarted with the
 same command therefore ends with the JSON and plots an uninterrupted run
@@ -214,6 +216,11 @@ CHECKPOINT = "synthetic_runs.jsonl"
 # Part of the fingerprint: raised when a change to the code changes a run's
 # numbers, so that records of the older code are no longer read back.
 RECORD_VERSION = 1
+# A model's record version where its training changed on its own: records
+# of another version are trained again (single_task: each task stopped on
+# its own validation loss; version 1, absent from the record, stopped both
+# on their sum).
+MODEL_RECORD_VERSION = {"single_task": 2}
 # The Config fields that choose which runs are made, not their numbers.
 NOT_FINGERPRINTED = ("runs", "correlations", "models")
 # Fields added after runs were recorded: left out of the fingerprint at
@@ -499,6 +506,17 @@ def early_stopping_update(val, best: int, patience: int) -> tuple:
     return best, latest - best >= patience
 
 
+def per_task_stopping(val_tasks, best: list, patience: int) -> tuple:
+    """`early_stopping_update` on each task's own validation losses
+    (`val_tasks`: one `(tasks,)` row per evaluation): `(best, stop)`, each
+    task's best index and whether every task has passed `patience`."""
+    updates = [
+        early_stopping_update([v[k] for v in val_tasks], b, patience)
+        for k, b in enumerate(best)
+    ]
+    return [b for b, _ in updates], all(stop for _, stop in updates)
+
+
 class Trainer:
     """One model and its Adam, traced once and re-initialized per run."""
 
@@ -578,44 +596,79 @@ class Trainer:
         tasks) from step 0 on. Early stopping: stops after `patience`
         evaluations without a strictly lower validation loss and restores
         the weights of the lowest one. Returns the curves, the steps
-        trained, the step of the reported weights and their test losses."""
+        trained, the step of the reported weights and their test losses.
+
+        `single_task` stops each task on its own validation loss, as two
+        separately trained networks would: training goes on until every
+        task has passed `patience` evaluations without a lower loss of its
+        own, and each task reports its test loss at its own best
+        evaluation (`task_best_steps`); its networks share no weight, so
+        that loss is the one of its weights at that evaluation."""
         c = self.config
         x_val, y_val = tf.constant(data["x_val"]), tf.constant(data["y_val"])
         x_test = tf.constant(data["x_test"])
         y_test = tf.constant(data["y_test"])
         early = c.stopping == "early"
-        val = [float(tf.reduce_sum(self.task_losses(x_val, y_val)))]
-        test = [float(tf.reduce_sum(self.task_losses(x_test, y_test)))]
+        per_task = early and self.kind == "single_task"
+        # Per evaluation: each task's validation and test loss.
+        val_tasks = [self.task_losses(x_val, y_val).numpy()]
+        test_tasks = [self.task_losses(x_test, y_test).numpy()]
+        val = [float(val_tasks[0].sum())]
+        test = [float(test_tasks[0].sum())]
         best, best_weights = 0, self.get_weights() if early else None
+        task_best = [0] * NUM_TASKS
         for start in range(0, len(batches), c.eval_every):
             rows = batches[start : start + c.eval_every]
             self.train_steps(
                 tf.constant(data["x_train"][rows]),
                 tf.constant(data["y_train"][rows]),
             )
-            val.append(float(tf.reduce_sum(self.task_losses(x_val, y_val))))
-            test.append(float(tf.reduce_sum(self.task_losses(x_test, y_test))))
+            val_tasks.append(self.task_losses(x_val, y_val).numpy())
+            test_tasks.append(self.task_losses(x_test, y_test).numpy())
+            val.append(float(val_tasks[-1].sum()))
+            test.append(float(test_tasks[-1].sum()))
             if not early:
+                continue
+            if per_task:
+                task_best, stop = per_task_stopping(
+                    val_tasks, task_best, c.patience
+                )
+                if stop:
+                    break
                 continue
             improved, stop = early_stopping_update(val, best, c.patience)
             if improved != best:
                 best, best_weights = improved, self.get_weights()
             if stop:
                 break
-        if early:
-            self.set_weights(best_weights)
+        if per_task:
+            task = np.array([test_tasks[b][k] for k, b in enumerate(task_best)])
+            final_validation = float(
+                sum(val_tasks[b][k] for k, b in enumerate(task_best))
+            )
+            best = max(task_best)
         else:
-            best = len(val) - 1
-        task = self.task_losses(x_test, y_test).numpy()
-        return {
+            if early:
+                self.set_weights(best_weights)
+            else:
+                best = len(val) - 1
+            task = self.task_losses(x_test, y_test).numpy()
+            final_validation = val[best]
+        out = {
             "validation_curve": val,
             "test_curve": test,
             "steps_trained": (len(val) - 1) * c.eval_every,
             "best_step": best * c.eval_every,
             "final_task_losses": task.tolist(),
             "final_loss": float(task.sum()),
-            "final_validation_loss": val[best],
+            "final_validation_loss": final_validation,
         }
+        if per_task:
+            out["task_best_steps"] = [b * c.eval_every for b in task_best]
+            out["task_validation_curves"] = np.array(val_tasks).tolist()
+            out["task_test_curves"] = np.array(test_tasks).tolist()
+            out["model_version"] = MODEL_RECORD_VERSION["single_task"]
+        return out
 
 
 def reported_curve(out: dict, config: Config, length: int) -> np.ndarray:
@@ -623,9 +676,21 @@ def reported_curve(out: dict, config: Config, length: int) -> np.ndarray:
     `length`: early stopping's test loss of the lowest-validation weights
     so far (what would be reported had training stopped there), carried
     on at the reported value after the run stopped; fixed steps: the test
-    loss as measured."""
+    loss as measured. A record with per-task stopping (`task_best_steps`)
+    sums each task's test loss at its own lowest validation loss so far."""
     test = np.asarray(out["test_curve"])
-    if config.stopping == "early":
+    if "task_best_steps" in out:
+        val = np.asarray(out["task_validation_curves"])  # (evals, tasks)
+        tasks = np.asarray(out["task_test_curves"])
+        tasks_so_far = [
+            [
+                tasks[int(np.argmin(val[: i + 1, k])), k]
+                for k in range(val.shape[1])
+            ]
+            for i in range(len(val))
+        ]
+        test = np.sum(tasks_so_far, axis=1)
+    elif config.stopping == "early":
         val = np.asarray(out["validation_curve"])
         best = [int(np.argmin(val[: i + 1])) for i in range(len(val))]
         test = test[best]
@@ -905,7 +970,11 @@ class Checkpoint:
                 key = self.key(record["p"], record["run"], record["model"])
             except (ValueError, KeyError, TypeError):
                 continue
-            if record.get("fingerprint") == self.fingerprint:
+            version = MODEL_RECORD_VERSION.get(record["model"], 1)
+            if (
+                record.get("fingerprint") == self.fingerprint
+                and record.get("model_version", 1) == version
+            ):
                 self.records.setdefault(key, record)
 
     @staticmethod

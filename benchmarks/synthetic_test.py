@@ -209,6 +209,57 @@ def test_single_task_networks_share_no_weight():
     assert not np.allclose(after[1], before[1])
 
 
+def test_per_task_stopping_waits_for_every_task():
+    val = [[5.0, 5.0], [4.0, 6.0], [4.5, 6.0], [4.5, 6.0]]
+    best, seen = [0, 0], []
+    for latest in range(2, len(val) + 1):  # one call per evaluation
+        best, stop = synthetic.per_task_stopping(val[:latest], best, 2)
+        seen.append((best, stop))
+    # Task 2 has passed patience 2 after the third evaluation, task 1 (best
+    # at index 1) only after the fourth: only then does training stop.
+    assert seen == [([1, 0], False), ([1, 0], False), ([1, 0], True)]
+
+
+def test_single_task_reports_each_task_at_its_own_best_step():
+    config = replace(
+        TINY,
+        stopping="early",
+        max_steps=40,
+        patience=2,
+        models=("single_task",),
+    )
+    data = synthetic.make_data(0.0, config, np.random.default_rng(0))
+    batches = synthetic.batch_order(config, np.random.default_rng(1))
+    trainer = synthetic.Trainer("single_task", config)
+    trainer.reset(0)
+    out = trainer.fit(data, batches)
+    assert out["model_version"] == 2
+    assert len(out["task_best_steps"]) == synthetic.NUM_TASKS
+    assert out["best_step"] == max(out["task_best_steps"])
+    for step in out["task_best_steps"]:
+        assert step % config.eval_every == 0
+        assert step <= out["steps_trained"]
+    assert out["final_loss"] == pytest.approx(sum(out["final_task_losses"]))
+    # The multi-task models keep one stopping step.
+    shared = synthetic.Trainer("shared_bottom", config)
+    shared.reset(0)
+    assert "task_best_steps" not in shared.fit(data, batches)
+
+
+def test_single_task_records_of_the_summed_stopping_are_trained_again(tmp_path):
+    config = synthetic.Config()
+    path = tmp_path / synthetic.CHECKPOINT
+    store = synthetic.Checkpoint(path, config)
+    base = {"fingerprint": store.fingerprint, "p": 0.0, "run": 0}
+    store.append({**base, "model": "single_task"})  # no model_version: 1
+    store.append({**base, "model": "mmoe"})
+    store.append({**base, "run": 1, "model": "single_task", "model_version": 2})
+    again = synthetic.Checkpoint(path, config)
+    assert again.get(0.0, 0, "single_task") is None
+    assert again.get(0.0, 0, "mmoe") is not None
+    assert again.get(0.0, 1, "single_task") is not None
+
+
 # === Statistics against hand-computed values ===
 
 
