@@ -108,7 +108,8 @@ def find_runs(folders) -> list[dict]:
                 {
                     "dataset": run.parent.name,
                     "seed": int(match.group(1)),
-                    "path": str(run),
+                    # The run folder from the --runs folder's name on.
+                    "path": str(run.relative_to(pathlib.Path(folder).parent)),
                     "columns": {
                         task: entry["column"]
                         for task, entry in summary["tasks"].items()
