@@ -173,6 +173,40 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+def format_bodies(table: dict) -> str:
+    """One row per data set and task, one `mean ± std` column per body."""
+    bodies = []
+    for tasks in table.values():
+        for entry in tasks.values():
+            bodies += [b for b in entry["bodies"] if b not in bodies]
+    lines = [
+        "| data set | task | TF-IDF + LR | "
+        + " | ".join(f"`{b}`, mean ± std" for b in bodies)
+        + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in bodies) + " |",
+    ]
+    for dataset, tasks in table.items():
+        for column, entry in tasks.items():
+            base = entry["tfidf_lr"]
+            cells = []
+            for body in bodies:
+                stats = entry["bodies"].get(body)
+                cells.append(
+                    "-"
+                    if stats is None
+                    else f"{stats['mean']:.4f} ± {stats['std']:.4f} "
+                    f"({len(stats['seeds'])})"
+                )
+            lines.append(
+                f"| {dataset} | {column} | "
+                + ("-" if base is None else f"{base:.4f}")
+                + " | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return "\n".join(lines)
+
+
 def run(args) -> dict:
     specs = datasets(pathlib.Path(args.suite))
     names = args.datasets or list(specs)
@@ -268,6 +302,8 @@ def run(args) -> dict:
                 _write(output, runs)
     result = _write(output, runs)
     print(format_table(result["table"]))
+    if len({r["body"] for r in runs}) > 1:
+        print(format_bodies(result["table"]))
     return result
 
 

@@ -116,6 +116,37 @@ def test_summarize_gives_mean_std_and_whether_the_baseline_is_beaten():
     )
 
 
+def test_format_bodies_puts_each_body_in_a_column():
+    runs = [
+        {
+            "dataset": "toy",
+            "body": body,
+            "seed": s,
+            "metrics": {"t": (m, 0.5)},
+        }
+        for body, values in (("mmoe", [0.4, 0.8]), ("single_task", [0.7]))
+        for s, m in enumerate(values)
+    ]
+    runs.append(
+        {
+            "dataset": "toy",
+            "body": "mmoe",
+            "seed": 0,
+            "metrics": {"u": (0.9, None)},
+        }
+    )
+    text = suite.format_bodies(suite.summarize(runs))
+    assert (
+        "| TF-IDF + LR | `mmoe`, mean ± std | `single_task`, mean ± std |"
+        in text
+    )
+    assert (
+        "| toy | t | 0.5000 | 0.6000 ± 0.2000 (2) | 0.7000 ± 0.0000 (1) |"
+        in text
+    )
+    assert "| toy | u | - | 0.9000 ± 0.0000 (1) | - |" in text
+
+
 def test_unknown_data_set_is_refused(suite_dir, tmp_path):
     with pytest.raises(SystemExit, match="unknown data set"):
         suite.main(
