@@ -34,11 +34,14 @@ def vectorize(texts, max_tokens, sequence_length):
     }, vectorizer.vocabulary_size()
 
 
-def train(args, texts, labels, classes, log=print, tasks=None):
+def train(
+    args, texts, labels, classes, log=print, tasks=None, body_config=None
+):
     """-> (model, token ids by split, test metrics by task, fit seconds).
 
     The model has the heads of `tasks` (default: every task of
     `reviews_data.TASKS`) and learns from their labels only.
+    `body_config` overrides entries of the body's `BODY_CONFIGS`.
     """
     names = list(reviews_data.TASKS if tasks is None else tasks)
     labels = {s: {t: labels[s][t] for t in names} for s in labels}
@@ -50,7 +53,7 @@ def train(args, texts, labels, classes, log=print, tasks=None):
     model = MultiTaskModel(
         tasks=tasks,
         body=args.body,
-        body_config=BODY_CONFIGS[args.body],
+        body_config={**BODY_CONFIGS[args.body], **(body_config or {})},
         text_encoder={
             "vocabulary_size": vocabulary_size,
             "embedding_dim": args.embedding_dim,

@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import gate_collapse
+
+
+def _stats(weights_by_task):
+    return {
+        "tasks": {
+            task: {
+                "mean_weights": w,
+                "effective_experts": float(
+                    np.exp(-sum(p * np.log(p) for p in w if p > 0))
+                ),
+                "mean_max_weight": max(w),
+            }
+            for task, w in weights_by_task.items()
+        }
+    }
+
+
+def test_gate_summary_marks_collapsed_gates_and_a_whole_collapse():
+    one = [0.97, 0.01, 0.01, 0.01]
+    spread = [0.25, 0.25, 0.25, 0.25]
+    summary = gate_collapse.gate_summary(_stats({"a": one, "b": spread}))
+    assert summary["tasks"]["a"]["collapsed"]
+    assert not summary["tasks"]["b"]["collapsed"]
+    assert summary["tasks"]["b"]["effective_experts"] == pytest.approx(4.0)
+    assert not summary["collapsed_entirely"]
+    both = gate_collapse.gate_summary(_stats({"a": one, "b": one}))
+    assert both["collapsed_entirely"]
+    # Both collapsed, but onto different experts: not one expert for all.
+    other = [0.01, 0.97, 0.01, 0.01]
+    apart = gate_collapse.gate_summary(_stats({"a": one, "b": other}))
+    assert not apart["collapsed_entirely"]
+
+
+def test_accuracy_counts_labelled_rows_only():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    assert gate_collapse.accuracy(np.array([0, 0, -1]), probabilities) == 0.5
+
+
+@pytest.fixture
+def toy_suite(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "fine", "poor", "great", "awful"]
+    rows = []
+    for split, n in (("train", 48), ("validation", 16), ("test", 16)):
+        for _ in range(n):
+            fine = int(rng.integers(0, 4))
+            rows.append(
+                {
+                    "text": " ".join(rng.choice(words, 5)) + f" w{fine}",
+                    "coarse": "x" if fine < 2 else "y",
+                    "fine": f"f{fine}" if rng.random() > 0.2 else "",
+                    "split": split,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "toy.csv.gz", index=False)
+    (tmp_path / "suite.json").write_text(
+        json.dumps(
+            {
+                "datasets": {
+                    "toy": {
+                        "file": "toy.csv.gz",
+                        "labels": {"coarse": {}, "fine": {}},
+                    }
+                }
+            }
+        )
+    )
+    return tmp_path
+
+
+def test_load_reads_splits_labels_and_missing_labels(toy_suite):
+    spec = gate_collapse.suite.datasets(toy_suite)["toy"]
+    texts, labels, classes = gate_collapse.load(spec)
+    assert classes == {"coarse": ["x", "y"], "fine": ["f0", "f1", "f2", "f3"]}
+    assert [len(texts[s]) for s in gate_collapse.SPLITS] == [48, 16, 16]
+    assert (labels["train"]["fine"] == -1).any()
+    assert set(labels["train"]["coarse"]) == {0, 1}
+    assert len(gate_collapse.load(spec, rows=5)[0]["train"]) == 5
+
+
+def test_main_trains_each_setting_and_reads_records_back(toy_suite, tmp_path):
+    argv = [
+        "--dataset=toy",
+        f"--suite={toy_suite}",
+        "--seeds",
+        "0",
+        "--settings",
+        "default",
+        "both",
+        "--epochs=1",
+        "--embedding-dim=8",
+        "--max-tokens=50",
+        "--sequence-length=8",
+        "--wide-buckets=0",
+        "--verbose=0",
+        f"--output={tmp_path / 'out'}",
+    ]
+    result = gate_collapse.main(argv)
+    assert set(result["settings"]) == {"default", "both"}
+    for row in result["settings"].values():
+        assert row["task_gates"] == 2 and row["runs"] == 1
+        for task in ("coarse", "fine"):
+            experts = row["tasks"][task]["effective_experts"]["mean"]
+            assert 1.0 <= experts <= 8.0
+            accuracy = row["tasks"][task]["test_accuracy"]["mean"]
+            assert 0.0 <= accuracy <= 1.0
+    lines = (tmp_path / "out" / gate_collapse.CHECKPOINT).read_text()
+    assert len(lines.splitlines()) == 2
+    # A rerun trains nothing: every record is read back.
+    again = gate_collapse.main(argv)
+    assert again["records"] == result["records"]
+    assert (
+        len(
+            (tmp_path / "out" / gate_collapse.CHECKPOINT)
+            .read_text()
+            .splitlines()
+        )
+        == 2
+    )
+
+
+def test_an_unknown_data_set_exits_2(toy_suite, capsys):
+    with pytest.raises(SystemExit) as exit:
+        gate_collapse.main(["--dataset=nope", f"--suite={toy_suite}"])
+    assert exit.value.code == 2
+    assert "not a prepared suite data set" in capsys.readouterr().err
