@@ -199,13 +199,24 @@ def loss_steps(model, inputs, labels, update):
 
 
 def graph_steps(model, inputs, labels, learning_rate=1e-3):
-    """`steps` SGD steps of `model` in one `tf.function` (either Keras)."""
+    """`steps` SGD steps of `model` in one `tf.function` (either Keras).
+
+    Both frameworks' updates are one `AssignSubVariableOp` per weight, on
+    the `tf.Variable` itself: a Keras 3 variable's own `assign_sub` is a
+    read, a subtraction and an assign (two more ops per weight, 52 in the
+    compared network's step, which at batch 32 is a measurable part of it).
+    """
 
     def sgd(grads, variables):
         for variable, grad in zip(variables, grads, strict=True):
-            variable.assign_sub(learning_rate * grad)
+            tf_variable(variable).assign_sub(learning_rate * grad)
 
     return loss_steps(model, inputs, labels, sgd)
+
+
+def tf_variable(variable) -> tf.Variable:
+    """The `tf.Variable` behind a Keras 3 variable (a tf_keras one is one)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def graph_adam_steps(model, optimizer, inputs, labels):
@@ -438,7 +449,9 @@ def child(config: Config) -> dict:
             "graph": (
                 "one tf.function per model, steps looped in-graph (tf.range, "
                 "parallel_iterations=1): GradientTape forward, summed binary "
-                "cross-entropy, gradients, SGD assign_sub; same code for both"
+                "cross-entropy, gradients, SGD assign_sub on each tf.Variable "
+                "(one AssignSubVariableOp per weight in both); same code for "
+                "both"
             ),
             "fit": (
                 "each framework's compile(Adam(1e-3), 'binary_crossentropy', "

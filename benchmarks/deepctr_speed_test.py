@@ -46,6 +46,26 @@ def test_graph_steps_is_one_sgd_step_of_the_summed_loss():
         np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-6)
 
 
+def test_sgd_updates_a_keras_variable_with_one_op_as_a_tf_variable():
+    weight = keras.Variable(np.ones(3, "float32"))
+    plain = tf.Variable(np.ones(3, "float32"))
+
+    @tf.function
+    def update():
+        for variable in (weight, plain):
+            deepctr_speed.tf_variable(variable).assign_sub(tf.ones(3))
+        return 0
+
+    ops = [
+        op.type for op in update.get_concrete_function().graph.get_operations()
+    ]
+    assert ops.count("AssignSubVariableOp") == 2
+    assert "AssignVariableOp" not in ops
+    update()
+    np.testing.assert_array_equal(weight.numpy(), np.zeros(3))
+    np.testing.assert_array_equal(plain.numpy(), np.zeros(3))
+
+
 def test_fit_steps_times_the_steps_after_the_first():
     model = _tiny_model()
     model.compile("adam", "binary_crossentropy")
