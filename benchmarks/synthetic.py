@@ -52,7 +52,9 @@ model on the summed loss, but with early stopping each task stops on its
 own validation loss and reports its test loss at its own best evaluation,
 as two separately trained networks would (no parameter is shared, and Adam
 is per parameter, so the tasks do not interact). Every task tower is
-`Dense(8, relu)` and a linear `Dense(1)`. Adam, loss = sum of the two
+`Dense(8, relu)` and a linear `Dense(1)` (`--num-experts`,
+`--expert-units` and `--tower-units` change the sizes; Shared-Bottom's
+width follows MMoE's parameter count). Adam, loss = sum of the two
 tasks' MSE. All models of one run train on the same data, in the same batch
 order, from the same seed.
 
@@ -1626,6 +1628,9 @@ def main(argv=None) -> dict:
         "steps",
         "sine_seed",
         "seed",
+        "num_experts",
+        "expert_units",
+        "tower_units",
     )
     for name in integers:
         parser.add_argument(

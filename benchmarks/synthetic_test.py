@@ -704,6 +704,42 @@ def test_fixed_steps_sweep_writes_its_json_and_plot(tmp_path):
         assert result["results"] == swept["results"][value]["results"]
 
 
+def test_model_sizes_are_flags(tmp_path):
+    result = synthetic.main(
+        [
+            "--runs=1",
+            "--stopping=fixed",
+            "--steps=4",
+            "--eval-every=4",
+            "--train-size=64",
+            "--validation-size=16",
+            "--test-size=16",
+            "--batch-size=16",
+            "--correlations",
+            "0",
+            "--models",
+            "mmoe",
+            "shared_bottom",
+            "--num-experts=3",
+            "--expert-units=4",
+            "--tower-units=2",
+            f"--output={tmp_path}",
+        ]
+    )
+    config = replace(
+        synthetic.Config(), num_experts=3, expert_units=4, tower_units=2
+    )
+    assert result["config"]["num_experts"] == 3
+    assert result["parameter_counts"]["mmoe"] == synthetic.parameter_count(
+        "mmoe", config
+    )
+    assert result["shared_bottom_units"] == synthetic.shared_bottom_units(
+        config
+    )
+    with pytest.raises(SystemExit):
+        synthetic.main(["--expert-units=0", f"--output={tmp_path}"])
+
+
 def test_sweeps_that_do_not_fit_the_stopping_mode_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         synthetic.main(["--sweep", "steps=4,8", f"--output={tmp_path}"])
