@@ -223,6 +223,21 @@ def _label(pair: dict) -> str:
     return f"{pair['dataset']}: {pair['task_a']} / {pair['task_b']}"
 
 
+def _points(ax, x, entry, label, color, size, font) -> None:
+    """At `x`: each of `entry`'s divergences in grey, their mean in
+    `color`, labelled."""
+    values = entry["js_divergence"]
+    ax.scatter([x] * len(values), values, s=size, color="0.6")
+    ax.scatter([x], [entry["mean_js_divergence"]], s=30, color=color)
+    ax.annotate(
+        label,
+        (x, entry["mean_js_divergence"]),
+        fontsize=font,
+        xytext=(3, 3),
+        textcoords="offset points",
+    )
+
+
 def plot(result: dict, output: pathlib.Path) -> pathlib.Path:
     import matplotlib
 
@@ -235,20 +250,8 @@ def plot(result: dict, output: pathlib.Path) -> pathlib.Path:
     )
     ax = axes[0][0]
     for pair in result["pairs"]:
-        x = pair["cramers_v"]
-        ax.scatter(
-            [x] * len(pair["js_divergence"]),
-            pair["js_divergence"],
-            s=10,
-            color="0.6",
-        )
-        ax.scatter([x], [pair["mean_js_divergence"]], s=30, color="C0")
-        ax.annotate(
-            _label(pair),
-            (x, pair["mean_js_divergence"]),
-            fontsize=6,
-            xytext=(3, 3),
-            textcoords="offset points",
+        _points(
+            ax, pair["cramers_v"], pair, _label(pair), "C0", size=10, font=6
         )
     rho = result["spearman"]["cramers_v_vs_js"]
     ax.set_title(f"pipeline MMoE, text tasks (Spearman {rho:+.2f})")
@@ -258,20 +261,14 @@ def plot(result: dict, output: pathlib.Path) -> pathlib.Path:
     if panels == 2:
         ax = axes[0][1]
         for point in result["synthetic"]:
-            x = point["label_correlation"]
-            ax.scatter(
-                [x] * len(point["js_divergence"]),
-                point["js_divergence"],
-                s=6,
-                color="0.6",
-            )
-            ax.scatter([x], [point["mean_js_divergence"]], s=30, color="C1")
-            ax.annotate(
+            _points(
+                ax,
+                point["label_correlation"],
+                point,
                 f"p = {point['p']}",
-                (x, point["mean_js_divergence"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
+                "C1",
+                size=6,
+                font=7,
             )
         ax.set_title("synthetic (Ma et al. 2018), one point per run")
         ax.set_xlabel("label correlation (Pearson)")
