@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,7 +42,7 @@ def test_accuracy_counts_labelled_rows_only():
 
 
 @pytest.fixture
-def toy_suite(tmp_path):
+def toy_suite(tmp_path, write_suite):
     rng = np.random.default_rng(0)
     words = ["good", "bad", "fine", "poor", "great", "awful"]
     rows = []
@@ -60,20 +58,7 @@ def toy_suite(tmp_path):
                 }
             )
     frame = pd.DataFrame(rows)
-    frame.to_csv(tmp_path / "toy.csv.gz", index=False)
-    (tmp_path / "suite.json").write_text(
-        json.dumps(
-            {
-                "datasets": {
-                    "toy": {
-                        "file": "toy.csv.gz",
-                        "labels": {"coarse": {}, "fine": {}},
-                    }
-                }
-            }
-        )
-    )
-    return tmp_path
+    return write_suite(tmp_path, frame, ["coarse", "fine"])
 
 
 def test_load_reads_splits_labels_and_missing_labels(toy_suite):

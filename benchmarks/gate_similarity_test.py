@@ -58,9 +58,9 @@ def _write_run(root, dataset, seed, trials):
         (folder / "training_summary.json").write_text(json.dumps(_summary(js)))
 
 
-def test_main_reads_each_runs_last_trainer_and_the_training_rows(tmp_path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
+def test_main_reads_each_runs_last_trainer_and_the_training_rows(
+    tmp_path, write_suite
+):
     fine = ["a", "b", "c", "d"] * 10
     frame = pd.DataFrame(
         {
@@ -71,10 +71,7 @@ def test_main_reads_each_runs_last_trainer_and_the_training_rows(tmp_path):
             "split": ["train"] * 40 + ["train", "train", "test", "test"],
         }
     )
-    frame.to_csv(suite / "toy.csv.gz", index=False)
-    (suite / "suite.json").write_text(
-        json.dumps({"datasets": {"toy": {"file": "toy.csv.gz", "labels": {}}}})
-    )
+    suite = write_suite(tmp_path / "suite", frame, ["Coarse", "Fine"])
     runs = tmp_path / "runs"
     # Trainer run 10 is the last (not run 9, which sorts after it as text).
     _write_run(runs, "toy", 0, [(9, 0.5), (10, 0.2)])

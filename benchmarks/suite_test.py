@@ -7,7 +7,7 @@ from benchmarks import suite
 
 
 @pytest.fixture()
-def suite_dir(tmp_path):
+def suite_dir(tmp_path, write_suite):
     frame = pd.DataFrame(
         {
             "text": ["a", "b", "c", "d"],
@@ -16,20 +16,7 @@ def suite_dir(tmp_path):
             "split": ["train", "train", "validation", "test"],
         }
     )
-    frame.to_csv(tmp_path / "toy.csv.gz", index=False)
-    (tmp_path / "suite.json").write_text(
-        json.dumps(
-            {
-                "datasets": {
-                    "toy": {
-                        "file": "toy.csv.gz",
-                        "labels": {"topic": {}, "flag": {}},
-                    }
-                }
-            }
-        )
-    )
-    return tmp_path
+    return write_suite(tmp_path, frame, ["topic", "flag"])
 
 
 def test_datasets_are_the_reviews_and_the_prepared_suite(suite_dir):
