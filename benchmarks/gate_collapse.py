@@ -33,14 +33,14 @@ Each finished (setting, seed) is appended as one JSON line to
 `gate_collapse_runs.jsonl` in `--output` and read back on a rerun of the
 same data set and training settings. Writes `gate_collapse.json`: per
 setting, the share of collapsed task gates and of entirely collapsed runs,
-and per task the mean ± standard error over seeds of effective experts and
-validation and test accuracy.
+and per task the statistics over seeds (`synthetic.summary`: mean,
+standard error, ...) of effective experts and validation and test
+accuracy.
 """
 
 import argparse
 import hashlib
 import json
-import math
 import pathlib
 import sys
 import time
@@ -48,7 +48,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks import reviews_keras, suite
+from benchmarks import reviews_keras, suite, synthetic
 from keras_mmoe import gate_diagnostics
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -144,12 +144,6 @@ def train_one(args, data, setting: str, seed: int) -> dict:
     }
 
 
-def mean_se(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
-    return {"n": int(v.size), "mean": float(v.mean()), "standard_error": se}
-
-
 def summarize(records: list[dict]) -> dict:
     """Per setting: collapse shares, and per task mean ± SE over seeds."""
     out = {}
@@ -161,7 +155,7 @@ def summarize(records: list[dict]) -> dict:
         per_task = {}
         for task in runs[0]["tasks"]:
             per_task[task] = {
-                name: mean_se([r["tasks"][task][name] for r in runs])
+                name: synthetic.summary([r["tasks"][task][name] for r in runs])
                 for name in (
                     "effective_experts",
                     "validation_accuracy",
