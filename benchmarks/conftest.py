@@ -26,3 +26,28 @@ def write_suite():
         return folder
 
     return write
+
+
+@pytest.fixture
+def toy_suite(tmp_path, write_suite):
+    """A toy suite data set `toy` in `tmp_path`: a `coarse` label on every
+    row and a `fine` one (its refinement) missing on about a fifth."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "fine", "poor", "great", "awful"]
+    rows = []
+    for split, n in (("train", 48), ("validation", 16), ("test", 16)):
+        for _ in range(n):
+            fine = int(rng.integers(0, 4))
+            rows.append(
+                {
+                    "text": " ".join(rng.choice(words, 5)) + f" w{fine}",
+                    "coarse": "x" if fine < 2 else "y",
+                    "fine": f"f{fine}" if rng.random() > 0.2 else "",
+                    "split": split,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    return write_suite(tmp_path, frame, ["coarse", "fine"])

@@ -46,14 +46,12 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 
 from benchmarks import reviews_keras, suite, synthetic
 from keras_mmoe import gate_diagnostics
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 CHECKPOINT = "gate_collapse_runs.jsonl"
-SPLITS = ("train", "validation", "test")
 COLLAPSED_BELOW = 1.5
 SETTINGS = {
     "default": {},
@@ -61,29 +59,6 @@ SETTINGS = {
     "temperature": {"gate_temperature": 2.0},
     "both": {"gate_dropout": 0.1, "gate_temperature": 2.0},
 }
-
-
-def load(spec: dict, rows: int | None = None):
-    """A suite data set as `({split: texts}, {split: {task: labels}},
-    {task: class names})`; a missing label is -1. `rows`: the first rows of
-    each split only (for quick runs)."""
-    frame = pd.read_csv(spec["file"], dtype=str, keep_default_na=False)
-    columns = spec["label_columns"]
-    text = frame[spec["text_columns"]].agg(" ".join, axis=1).str.strip()
-    classes = {c: sorted(set(frame[c].str.strip()) - {""}) for c in columns}
-    texts, labels = {}, {}
-    for split in SPLITS:
-        chosen = (frame["split"].str.strip() == split).to_numpy()
-        index = np.flatnonzero(chosen)[:rows]
-        texts[split] = text.to_numpy(dtype=object)[index]
-        labels[split] = {}
-        for column in columns:
-            code = {c: i for i, c in enumerate(classes[column])}
-            values = frame[column].str.strip().to_numpy()[index]
-            labels[split][column] = np.array(
-                [code.get(v, -1) for v in values], dtype="int32"
-            )
-    return texts, labels, classes
 
 
 def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -251,7 +226,7 @@ def main(argv=None) -> dict:
             f"(known: {[n for n in specs if n != 'reviews']}; prepare them "
             "with `python -m benchmarks.suite_data`)"
         )
-    data = load(specs[args.dataset], rows=args.rows)
+    data = suite.load(specs[args.dataset], rows=args.rows)
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / CHECKPOINT
     key = training_key(args)

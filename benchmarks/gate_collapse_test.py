@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from benchmarks import gate_collapse
@@ -39,36 +38,6 @@ def test_gate_summary_marks_collapsed_gates_and_a_whole_collapse():
 def test_accuracy_counts_labelled_rows_only():
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     assert gate_collapse.accuracy(np.array([0, 0, -1]), probabilities) == 0.5
-
-
-@pytest.fixture
-def toy_suite(tmp_path, write_suite):
-    rng = np.random.default_rng(0)
-    words = ["good", "bad", "fine", "poor", "great", "awful"]
-    rows = []
-    for split, n in (("train", 48), ("validation", 16), ("test", 16)):
-        for _ in range(n):
-            fine = int(rng.integers(0, 4))
-            rows.append(
-                {
-                    "text": " ".join(rng.choice(words, 5)) + f" w{fine}",
-                    "coarse": "x" if fine < 2 else "y",
-                    "fine": f"f{fine}" if rng.random() > 0.2 else "",
-                    "split": split,
-                }
-            )
-    frame = pd.DataFrame(rows)
-    return write_suite(tmp_path, frame, ["coarse", "fine"])
-
-
-def test_load_reads_splits_labels_and_missing_labels(toy_suite):
-    spec = gate_collapse.suite.datasets(toy_suite)["toy"]
-    texts, labels, classes = gate_collapse.load(spec)
-    assert classes == {"coarse": ["x", "y"], "fine": ["f0", "f1", "f2", "f3"]}
-    assert [len(texts[s]) for s in gate_collapse.SPLITS] == [48, 16, 16]
-    assert (labels["train"]["fine"] == -1).any()
-    assert set(labels["train"]["coarse"]) == {0, 1}
-    assert len(gate_collapse.load(spec, rows=5)[0]["train"]) == 5
 
 
 def test_main_trains_each_setting_and_reads_records_back(toy_suite, tmp_path):

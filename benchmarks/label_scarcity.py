@@ -3,6 +3,7 @@
     python -m benchmarks.label_scarcity [--tasks rating department]
         [--fractions 0.01 0.02 0.05 0.1 0.25 1] [--bodies mmoe ple ...]
         [--seeds 0 1 2 3 4] [--quick] [--output DIR]
+    python -m benchmarks.label_scarcity --dataset NAME [--suite DIR] ...
 
 One task's labels (Rating, or Department Name) are thinned to a fraction of
 the train and validation rows; the other tasks keep every label and the
@@ -57,6 +58,15 @@ seed; 5 seeds) is 280 model cells: about 9-10 hours, run over several
 sessions by rerunning the same command (it resumes). Seeds are the
 outermost loop, so every finished seed adds one draw to every point.
 
+Another data set. `--dataset NAME` runs the same grid on a data set of the
+development suite (`benchmarks.suite_data`, in `--suite`), where a task may
+be labelled on only part of the rows to begin with. There the fractions
+are of the rows that carry the task's label (1 = every label the data set
+has; default `1` only), `--tasks` are its label columns (default: those
+missing on some training rows), a cell of every task at once scores all
+its label columns, and binary tasks are plotted by their AUC. Its files are
+named `label_scarcity_<dataset>*`.
+
 Writes `label_scarcity.json` (every cell, and per (task, fraction, body)
 the mean and standard error over seeds, with the paired difference to the
 single-task body on the same seeds and draws) and
@@ -73,18 +83,21 @@ import time
 
 import numpy as np
 
-from benchmarks import reviews_data, reviews_keras, reviews_multitask
+from benchmarks import reviews_data, reviews_keras, reviews_multitask, suite
 from pipeline import evaluation
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 TASKS = ("rating", "department")
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+# On a suite data set: the task's labels as the data set has them.
+SUITE_FRACTIONS = (1.0,)
+REVIEWS = "reviews"
 BODIES = reviews_multitask.BODIES
 SEEDS = (0, 1, 2, 3, 4)
 BASELINE = "tfidf_lr"
 SINGLE = "single_task"
 ALL = "all"  # The task of a 100% cell that scores every task.
-METRICS = ("accuracy", "macro_f1")
+METRICS = ("accuracy", "macro_f1", "auc")
 LABELS = {
     "single_task": "Single-task",
     "shared_bottom": "Shared-Bottom",
@@ -109,6 +122,8 @@ QUICK = {
 }
 # Flags that do not change a cell's result (`--seed`: each cell's own).
 NOT_TRAINING = (
+    "dataset",  # In the file names.
+    "suite",
     "output",
     "bodies",
     "tasks",
@@ -121,14 +136,15 @@ NOT_TRAINING = (
 
 
 def draw(labels, task, fraction, seed):
-    """The labels of one cell: `task` thinned to `fraction` of the train and
-    validation rows by a draw nested across fractions for (task, seed)."""
+    """The labels of one cell: `task` thinned to `fraction` of its labelled
+    train and validation rows by a draw nested across fractions for (task,
+    seed); the task's place among the label columns enters the seed."""
     if fraction >= 1:
         return labels
     return reviews_multitask.scarce(
         labels,
         fraction,
-        seed=(seed, list(reviews_data.TASKS).index(task)),
+        seed=(seed, list(labels["train"]).index(task)),
         task=task,
         exact=True,
     )
@@ -150,10 +166,18 @@ def grid(tasks, fractions, bodies, seeds):
     return cells
 
 
+def scored_tasks(task, args):
+    """The tasks a cell scores: its own, or for `ALL` every task that can be
+    thinned (the reviews' `TASKS`, a suite data set's label columns)."""
+    if task != ALL:
+        return (task,)
+    return TASKS if args.dataset == REVIEWS else tuple(args.classes)
+
+
 def run_cell(cell, texts, labels, classes, args):
     """Trains and scores one cell -> its record (a JSON-able dict)."""
     task, fraction, body, seed = cell
-    scored = TASKS if task == ALL else (task,)
+    scored = scored_tasks(task, args)
     cell_labels = draw(labels, scored[0], fraction, seed)
     record = {
         "task": task,
@@ -179,7 +203,7 @@ def run_cell(cell, texts, labels, classes, args):
             texts,
             cell_labels,
             classes,
-            tasks=scored if body == SINGLE else None,
+            tasks=scored if body == SINGLE else list(classes),
         )
         p = model.predict(ids["validation"], batch_size=1024, verbose=0)
         record["epochs"] = len(model.history.history["loss"])
@@ -247,7 +271,7 @@ def value(records, task, fraction, body, seed, metric):
     for owner in (task, ALL):
         record = records.get((owner, fraction, body, seed))
         if record is not None:
-            return record["test"][task][metric]
+            return record["test"][task].get(metric)
     return None
 
 
@@ -295,7 +319,7 @@ def summarize(records, tasks, fractions, bodies, seeds):
     return rows
 
 
-def plot(summary, task, path, metric="accuracy"):
+def plot(summary, task, path, metric="accuracy", dataset=REVIEWS):
     """The task's `metric` against the fraction (log x), one line per
     body with SE bars, the baseline dashed."""
     import matplotlib
@@ -328,8 +352,12 @@ def plot(summary, task, path, metric="accuracy"):
     ax.set_xticks([100 * f for f in fractions])
     ax.set_xticklabels([f"{100 * f:g}%" for f in fractions])
     ax.minorticks_off()
-    ax.set_xlabel(f"{reviews_data.TASKS[task]} labels kept (train, validation)")
-    ax.set_ylabel(f"{reviews_data.TASKS[task]} test {metric}")
+    name = reviews_data.TASKS.get(task, task)
+    kept = (
+        "labels kept" if dataset == REVIEWS else f"of {dataset}'s labels kept"
+    )
+    ax.set_xlabel(f"{name} {kept} (train, validation)")
+    ax.set_ylabel(f"{name} test {metric}")
     seeds = max((r["n"] for r in rows), default=0)
     ax.set_title(
         f"mean ± SE over up to {seeds} seeds; other tasks fully labelled"
@@ -360,6 +388,7 @@ def report(records, cells, args, training, stem, wall, plots=True):
         "command": " ".join(
             ["python -m benchmarks.label_scarcity", *args.argv]
         ),
+        "dataset": args.dataset,
         "quick": args.quick,
         "tasks": list(args.tasks),
         "fractions": list(args.fractions),
@@ -382,13 +411,26 @@ def report(records, cells, args, training, stem, wall, plots=True):
     out = args.output / f"{stem}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     for task in args.tasks if plots else ():
-        plot(summary, task, args.output / f"{stem}_{task}.png")
+        metric = "auc" if len(args.classes[task]) == 2 else "accuracy"
+        plot(
+            summary,
+            task,
+            args.output / f"{stem}_{task}.png",
+            metric=metric,
+            dataset=args.dataset,
+        )
     return result
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=TASKS)
+    parser.add_argument(
+        "--dataset",
+        default=REVIEWS,
+        help="the bundled reviews, or a prepared suite data set",
+    )
+    parser.add_argument("--suite", type=pathlib.Path, default=suite.SUITE)
+    parser.add_argument("--tasks", nargs="+")
     parser.add_argument("--fractions", nargs="+", type=float)
     parser.add_argument("--bodies", nargs="+", choices=BODIES)
     parser.add_argument("--seeds", nargs="+", type=int)
@@ -403,8 +445,19 @@ def main(argv=None):
     parser.set_defaults(**CHOSEN)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    specs = suite.datasets(args.suite)
+    if args.dataset not in specs:
+        parser.error(
+            f"--dataset: {args.dataset!r} is not the reviews or a prepared "
+            f"suite data set (known: {list(specs)}; prepare them with "
+            "`python -m benchmarks.suite_data`)"
+        )
+    reviews = args.dataset == REVIEWS
+    choices = TASKS if reviews else specs[args.dataset]["label_columns"]
+    if args.tasks is not None and not set(args.tasks) <= set(choices):
+        parser.error(f"--tasks: choose from {list(choices)}: {args.tasks}")
     for name, full in (
-        ("fractions", FRACTIONS),
+        ("fractions", FRACTIONS if reviews else SUITE_FRACTIONS),
         ("bodies", BODIES),
         ("seeds", SEEDS),
     ):
@@ -412,14 +465,24 @@ def main(argv=None):
             setattr(args, name, QUICK[name] if args.quick else full)
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1]: {args.fractions}")
-    texts, labels, classes = reviews_data.load()
+    if reviews:
+        texts, labels, classes = reviews_data.load()
+        args.tasks = args.tasks or TASKS
+    else:
+        texts, labels, classes = suite.load(specs[args.dataset])
+        partial = [c for c in choices if (labels["train"][c] < 0).any()]
+        args.tasks = args.tasks or partial or list(choices)
+    args.classes = classes
     if args.quick:
         texts, labels = reviews_multitask.head(texts, labels, QUICK["rows"])
         args.epochs = QUICK["epochs"]
     training = {
-        k: v for k, v in sorted(vars(args).items()) if k not in NOT_TRAINING
+        k: v
+        for k, v in sorted(vars(args).items())
+        if k not in (*NOT_TRAINING, "classes")
     }
-    stem = "label_scarcity_quick" if args.quick else "label_scarcity"
+    stem = "label_scarcity" + ("" if reviews else f"_{args.dataset}")
+    stem += "_quick" if args.quick else ""
     args.output.mkdir(parents=True, exist_ok=True)
     checkpoint = args.output / f"{stem}_cells.jsonl"
     try:
@@ -439,7 +502,7 @@ def main(argv=None):
         record["training"] = training
         append(checkpoint, record)
         records[cell] = record
-        scored = TASKS if cell[0] == ALL else cell[:1]
+        scored = scored_tasks(cell[0], args)
         print(
             f"[{i + 1}/{len(todo)}] {cell}: {record['seconds']:.0f} s, "
             + ", ".join(

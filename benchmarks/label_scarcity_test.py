@@ -299,3 +299,60 @@ def test_quick_run_trains_real_cells_and_writes_the_results(tmp_path):
     assert single["epochs"] == mmoe["epochs"] == 1
     assert (tmp_path / "label_scarcity_quick_rating.png").exists()
     assert (tmp_path / "label_scarcity_quick_cells.jsonl").exists()
+
+
+def test_a_suite_data_set_thins_its_partial_task_and_scores_every_column(
+    tmp_path, toy_suite
+):
+    small = ["--max-tokens", "100", "--sequence-length", "8"]
+    small += ["--embedding-dim", "4", "--wide-buckets", "0", "--epochs", "1"]
+    result = ls.main(
+        ["--dataset", "toy", "--suite", str(toy_suite), "--seeds", "0"]
+        + ["--bodies", "single_task", "mmoe", "--fractions", "0.5", "1"]
+        + ["--output", str(tmp_path / "out")]
+        + small
+    )
+    # `fine` is the column missing on some rows: the default task.
+    assert result["tasks"] == ["fine"] and result["dataset"] == "toy"
+    cells = {
+        (r["task"], r["fraction"], r["body"]): r for r in result["records"]
+    }
+    assert set(cells) == {
+        ("fine", 0.5, ls.BASELINE),
+        ("fine", 0.5, "single_task"),
+        ("fine", 0.5, "mmoe"),
+        ("all", 1.0, ls.BASELINE),
+        ("fine", 1.0, "single_task"),
+        ("all", 1.0, "mmoe"),
+    }
+    texts, labels, _ = ls.suite.load(ls.suite.datasets(toy_suite)["toy"])
+    labelled = {s: int((labels[s]["fine"] >= 0).sum()) for s in labels}
+    # The fractions are of the rows the data set labels, test untouched.
+    assert cells["fine", 1.0, "single_task"]["kept"]["fine"] == labelled
+    half = cells["fine", 0.5, "mmoe"]["kept"]["fine"]
+    assert half == {
+        "train": round(0.5 * labelled["train"]),
+        "validation": round(0.5 * labelled["validation"]),
+        "test": labelled["test"],
+    }
+    # The cell of every task at once scores both label columns.
+    assert set(cells["all", 1.0, "mmoe"]["test"]) == {"coarse", "fine"}
+    assert set(cells["fine", 1.0, "single_task"]["test"]) == {"fine"}
+    out = tmp_path / "out"
+    assert (out / "label_scarcity_toy_cells.jsonl").exists()
+    assert (out / "label_scarcity_toy_fine.png").exists()
+    assert not (out / "label_scarcity.json").exists()
+
+
+def test_an_unknown_data_set_or_task_exits_2_before_training(
+    tmp_path, toy_suite, capsys
+):
+    for argv in (
+        ["--dataset", "nope", "--suite", str(toy_suite)],
+        ["--dataset", "toy", "--suite", str(toy_suite), "--tasks", "rating"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            ls.main([*argv, "--output", str(tmp_path)])
+        assert exit_.value.code == 2
+    assert not list(tmp_path.glob("*.jsonl"))
+    assert "--tasks: choose from ['coarse', 'fine']" in capsys.readouterr().err

@@ -30,6 +30,7 @@ import pandas as pd
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SUITE = ROOT / "data" / "suite"
+SPLITS = ("train", "validation", "test")
 REVIEWS = {
     "file": str(ROOT / "data" / "womens_clothing_reviews.csv.gz"),
     "text_columns": ["Title", "Review Text"],
@@ -53,6 +54,29 @@ def datasets(suite_dir: pathlib.Path = SUITE) -> dict[str, dict]:
                 "with_text": False,
             }
     return found
+
+
+def load(spec: dict, rows: int | None = None):
+    """A suite data set as `({split: texts}, {split: {task: labels}},
+    {task: class names})`; a missing label is -1. `rows`: the first rows of
+    each split only (for quick runs)."""
+    frame = pd.read_csv(spec["file"], dtype=str, keep_default_na=False)
+    columns = spec["label_columns"]
+    text = frame[spec["text_columns"]].agg(" ".join, axis=1).str.strip()
+    classes = {c: sorted(set(frame[c].str.strip()) - {""}) for c in columns}
+    texts, labels = {}, {}
+    for split in SPLITS:
+        chosen = (frame["split"].str.strip() == split).to_numpy()
+        index = np.flatnonzero(chosen)[:rows]
+        texts[split] = text.to_numpy(dtype=object)[index]
+        labels[split] = {}
+        for column in columns:
+            code = {c: i for i, c in enumerate(classes[column])}
+            values = frame[column].str.strip().to_numpy()[index]
+            labels[split][column] = np.array(
+                [code.get(v, -1) for v in values], dtype="int32"
+            )
+    return texts, labels, classes
 
 
 def command(spec: dict, output: str, body: str, seed: int) -> list[str]:

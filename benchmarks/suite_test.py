@@ -180,3 +180,13 @@ def test_runs_of_other_selections_stay_in_the_output(suite_dir, tmp_path):
         ("toy", 0),
     ]
     assert result["table"]["toy"]["topic accuracy"]["tfidf_lr"] == 0.7
+
+
+def test_load_reads_splits_labels_and_missing_labels(toy_suite):
+    spec = suite.datasets(toy_suite)["toy"]
+    texts, labels, classes = suite.load(spec)
+    assert classes == {"coarse": ["x", "y"], "fine": ["f0", "f1", "f2", "f3"]}
+    assert [len(texts[s]) for s in suite.SPLITS] == [48, 16, 16]
+    assert (labels["train"]["fine"] == -1).any()
+    assert set(labels["train"]["coarse"]) == {0, 1}
+    assert len(suite.load(spec, rows=5)[0]["train"]) == 5
