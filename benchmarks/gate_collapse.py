@@ -47,7 +47,7 @@ import time
 
 import numpy as np
 
-from benchmarks import reviews_keras, suite, synthetic
+from benchmarks import jsonl, reviews_keras, suite, synthetic
 from keras_mmoe import gate_diagnostics
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -163,21 +163,12 @@ def training_key(args) -> str:
 
 
 def read_records(path: pathlib.Path, key: str) -> dict:
-    records = {}
-    if path.exists():
-        for line in path.read_bytes().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a kill
-            if record.get("key") == key:
-                records[(record["setting"], record["seed"])] = record
-    return records
-
-
-def append_record(path: pathlib.Path, record: dict) -> None:
-    with open(path, "ab") as f:
-        f.write((json.dumps(record) + "\n").encode())
+    """{(setting, seed): record} of the records in `path` made with `key`."""
+    return {
+        (record["setting"], record["seed"]): record
+        for record in jsonl.read(path)
+        if record.get("key") == key
+    }
 
 
 def format_table(result: dict) -> str:
@@ -243,7 +234,7 @@ def main(argv=None) -> dict:
                 "seed": seed,
                 **train_one(args, data, setting, seed),
             }
-            append_record(path, record)
+            jsonl.append(path, record)
             done[(setting, seed)] = record
             print(
                 f"{setting} seed {seed}: "

@@ -28,7 +28,7 @@ kept labels of that task. The figure is the thinned task's test accuracy
 - Each finished cell (task, fraction, body, seed) is appended as one JSON
   line to `label_scarcity_cells.jsonl` next to the results; a rerun with the
   same training settings reads them back and trains only the missing cells
-  (a half-written last line, from a killed run, is dropped). Cells also
+  (a line cut short by a kill is skipped, `benchmarks.jsonl`). Cells also
   carry the thinned task's metrics on the full validation labels, which
   chose the training settings below.
 
@@ -83,7 +83,13 @@ import time
 
 import numpy as np
 
-from benchmarks import reviews_data, reviews_keras, reviews_multitask, suite
+from benchmarks import (
+    jsonl,
+    reviews_data,
+    reviews_keras,
+    reviews_multitask,
+    suite,
+)
 from pipeline import evaluation
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -229,41 +235,19 @@ def key(record):
 
 
 def read_checkpoint(path, training):
-    """{cell: record} of the finished cells in `path`. A last line cut
-    short by a kill is dropped from the file. Raises `ValueError` if a cell
+    """{cell: record} of the finished cells in `path` (a line cut short by
+    a kill is skipped, `benchmarks.jsonl`). Raises `ValueError` if a cell
     was trained with other settings than `training`."""
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    records, good = {}, 0
-    for i, line in enumerate(lines):
-        if not line.strip():
-            good += len(line) + 1
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i < len(lines) - 2 or (i == len(lines) - 2 and lines[-1]):
-                raise ValueError(f"{path}: line {i + 1} is not JSON") from None
-            break  # The last line, half-written.
-        if record["training"] != training:
+    found = {}
+    for record in jsonl.read(path):
+        if record.get("training") != training:
             raise ValueError(
                 f"{path} holds cells trained with other settings "
-                f"({record['training']}, not {training}): give another "
+                f"({record.get('training')}, not {training}): give another "
                 "--output or the same settings"
             )
-        records[key(record)] = record
-        good += len(line) + 1
-    if good < len(data):
-        path.write_bytes(data[:good])
-    return records
-
-
-def append(path, record):
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+        found[key(record)] = record
+    return found
 
 
 def value(records, task, fraction, body, seed, metric):
@@ -500,7 +484,7 @@ def main(argv=None):
     for i, cell in enumerate(todo):
         record = run_cell(cell, texts, labels, classes, args)
         record["training"] = training
-        append(checkpoint, record)
+        jsonl.append(checkpoint, record)
         records[cell] = record
         scored = scored_tasks(cell[0], args)
         print(

@@ -180,6 +180,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import jsonl  # noqa: E402
 from keras_mmoe import (  # noqa: E402
     MMoE,
     OMoE,
@@ -964,11 +965,8 @@ class Checkpoint:
         self.path = Path(path)
         self.fingerprint = fingerprint(config)
         self.records = {}
-        if not self.path.exists():
-            return
-        for line in self.path.read_bytes().splitlines():
+        for record in jsonl.read(self.path):
             try:
-                record = json.loads(line)
                 key = self.key(record["p"], record["run"], record["model"])
             except (ValueError, KeyError, TypeError):
                 continue
@@ -987,17 +985,7 @@ class Checkpoint:
         return self.records.get(self.key(p, run, kind))
 
     def append(self, record: dict) -> None:
-        line = (json.dumps(record) + "\n").encode()
-        with open(self.path, "a+b") as f:
-            # A line cut short has no end: end it, or this record would
-            # continue it.
-            if f.seek(0, os.SEEK_END) > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    line = b"\n" + line
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        jsonl.append(self.path, record)
         self.records[self.key(record["p"], record["run"], record["model"])] = (
             record
         )
@@ -1067,29 +1055,29 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
         runs = {kind: [] for kind in config.models}
         js, corr, lin = [], [], []
         for r in range(config.runs):
-            records = {
+            by_model = {
                 kind: store.get(p, r, kind) if store else None
                 for kind in config.models
             }
-            missing = {k: trainers[k] for k, v in records.items() if v is None}
-            read_back += len(records) - len(missing)
+            missing = {k: trainers[k] for k, v in by_model.items() if v is None}
+            read_back += len(by_model) - len(missing)
             if missing:
                 for kind, record in train_run(config, p, r, missing):
                     if store:
                         store.append(
                             {"fingerprint": store.fingerprint, **record}
                         )
-                    records[kind] = record
-            any_record = records[config.models[0]]
+                    by_model[kind] = record
+            any_record = by_model[config.models[0]]
             corr.append(any_record["label_correlation"])
             lin.append(any_record["linear_loss"])
-            for kind, record in records.items():
+            for kind, record in by_model.items():
                 seconds[kind] += record["seconds"]
                 steps_done[kind] += record["steps_trained"]
                 runs[kind].append(record)
                 if record["gate_js"] is not None:
                     js.append(record["gate_js"])
-            run_seconds.append(sum(v["seconds"] for v in records.values()))
+            run_seconds.append(sum(v["seconds"] for v in by_model.values()))
             log(
                 f"p={p} run {r + 1}/{config.runs}: linear {lin[-1]:.4f}, "
                 + ", ".join(
