@@ -1098,9 +1098,11 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
             {k: [o["final_loss"] for o in outs] for k, outs in runs.items()}
         )
         task_paired = task_rows(runs, config.task_scales)
+        reported = {}
         for kind, outs in runs.items():
             final = [o["final_loss"] for o in outs]
             curves = np.array([reported_curve(o, config, length) for o in outs])
+            reported[kind] = curves
             trained = np.array([o["steps_trained"] for o in outs])
             row = {
                 "final_loss": summary(final),
@@ -1130,20 +1132,23 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
                     row["validation_curves"], (5, 10, 20, 40), config.eval_every
                 )
             per_p[key][kind] = row
-        if config.stopping == "fixed":
-            checkpoints = [
-                c
-                for c in TRAINING_LENGTHS
-                if c < config.steps and c % config.eval_every == 0
-            ] + [config.steps]
-            lengths[key] = by_training_length(
-                {
-                    k: [o["test_curve"] for o in outs]
-                    for k, outs in runs.items()
-                },
-                checkpoints,
-                config.eval_every,
-            )
+        # The test loss a run of each training length reports: fixed steps,
+        # the loss at that step; early stopping, that of the lowest
+        # validation loss up to that step, i.e. with `max_steps` there.
+        checkpoints = [
+            c
+            for c in TRAINING_LENGTHS
+            if c < budget and c % config.eval_every == 0
+        ] + [budget]
+        lengths[key] = by_training_length(
+            reported
+            if config.stopping == "early"
+            else {
+                k: [o["test_curve"] for o in outs] for k, outs in runs.items()
+            },
+            checkpoints,
+            config.eval_every,
+        )
         if js:
             gate_js[key] = {**summary(js), "runs": js}
         label_corr[key] = summary(corr)
@@ -1493,7 +1498,12 @@ def format_table(result: dict) -> str:
                 + f"{row['steps_trained']['median']:>7.0f}"
             )
     for p, steps in result.get("by_training_length", {}).items():
-        lines.append(f"p={p}, test loss after a fixed number of steps:")
+        lines.append(
+            f"p={p}, test loss after a fixed number of steps:"
+            if result["config"]["stopping"] == "fixed"
+            else f"p={p}, test loss with training capped at a number of "
+            "steps (`max_steps`):"
+        )
         for step, row in steps.items():
             lines.append(
                 f"{step:>8} steps: "

@@ -850,6 +850,34 @@ def comparable(result: dict) -> dict:
     )
 
 
+def test_early_stopping_reports_each_step_cap_from_the_reported_curves(
+    tmp_path,
+):
+    config = replace(RESUMABLE, max_steps=12, eval_every=2, patience=2)
+    path = tmp_path / synthetic.CHECKPOINT
+    result = synthetic.run(config, log=lambda m: None, checkpoint=path)
+    for p, caps in result["by_training_length"].items():
+        assert list(caps) == ["12"]  # TRAINING_LENGTHS are all above 12.
+        for kind in config.models:
+            # At the cap itself: what the runs reported.
+            assert caps["12"][kind]["final_loss"] == pytest.approx(
+                result["results"][p][kind]["final_loss"]
+            )
+    # A cap below the budget reads the lowest-validation weights up to it.
+    store = synthetic.Checkpoint(path, config)
+    outs = [store.get(0.5, r, "mmoe") for r in range(config.runs)]
+    curves = [synthetic.reported_curve(o, config, 7) for o in outs]
+    caps = synthetic.by_training_length(
+        {"mmoe": curves}, [4, 12], config.eval_every
+    )
+    assert caps["4"]["mmoe"]["final_loss"]["mean"] == pytest.approx(
+        np.mean([c[2] for c in curves])
+    )
+    assert caps["12"]["mmoe"]["final_loss"]["mean"] == pytest.approx(
+        np.mean([o["final_loss"] for o in outs])
+    )
+
+
 class Killed(Exception):
     pass
 
