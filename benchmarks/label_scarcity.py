@@ -2,7 +2,7 @@
 
     python -m benchmarks.label_scarcity [--tasks rating department]
         [--fractions 0.01 0.02 0.05 0.1 0.25 1] [--bodies mmoe ple ...]
-        [--seeds 0 1 2 3 4] [--quick] [--output DIR]
+        [--seeds 0 1 2 3 4] [--quick] [--output DIR] [--report-only]
     python -m benchmarks.label_scarcity --dataset NAME [--suite DIR] ...
 
 One task's labels (Rating, or Department Name) are thinned to a fraction of
@@ -137,6 +137,7 @@ NOT_TRAINING = (
     "seeds",
     "seed",
     "verbose",
+    "report_only",
     "argv",
 )
 
@@ -425,6 +426,12 @@ def main(argv=None):
         "fewer cells: a smoke run",
     )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the JSON and plots from the cells recorded so far; "
+        "train nothing",
+    )
     reviews_keras.add_training_args(parser)
     parser.set_defaults(**CHOSEN)
     args = parser.parse_args(argv)
@@ -474,10 +481,10 @@ def main(argv=None):
     except ValueError as e:
         parser.error(str(e))
     cells = grid(args.tasks, args.fractions, args.bodies, args.seeds)
-    todo = [c for c in cells if c not in records]
+    todo = [] if args.report_only else [c for c in cells if c not in records]
+    done = sum(c in records for c in cells)
     print(
-        f"{len(cells) - len(todo)} of {len(cells)} cells read back from "
-        f"{checkpoint}",
+        f"{done} of {len(cells)} cells read back from {checkpoint}",
         flush=True,
     )
     start = time.perf_counter()

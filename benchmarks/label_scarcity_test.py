@@ -156,6 +156,24 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
     assert len(checkpoint.read_text().splitlines()) == cells
 
 
+def test_report_only_writes_the_recorded_cells_and_trains_none(
+    tmp_path, monkeypatch, small_data
+):
+    calls = []
+    monkeypatch.setattr(ls, "run_cell", _fake_cell(calls, fail_at=9))
+    with pytest.raises(KeyboardInterrupt):
+        ls.main([*ARGS, "--output", str(tmp_path)])
+    calls.clear()
+    result = ls.main([*ARGS, "--output", str(tmp_path), "--report-only"])
+    assert calls == []
+    assert result["cells_done"] == 8 < result["cells"]
+    assert (tmp_path / "label_scarcity_rating.png").exists()
+    # The flag is not a training setting: a normal run resumes the file.
+    monkeypatch.setattr(ls, "run_cell", _fake_cell(calls))
+    ls.main([*ARGS, "--output", str(tmp_path)])
+    assert len(calls) == result["cells"] - 8
+
+
 def test_a_half_written_last_line_is_skipped_and_its_cell_rerun(
     tmp_path, monkeypatch, small_data
 ):
