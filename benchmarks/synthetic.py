@@ -1029,9 +1029,17 @@ def train_run(config: Config, p: float, r: int, trainers: dict):
         )
 
 
-def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
+def run(
+    config: Config,
+    log=print,
+    checkpoint: Path | None = None,
+    train: bool = True,
+) -> dict:
     """The experiment. `checkpoint`: a `Checkpoint` file; each model's run
-    found there is read back, each other one appended once trained."""
+    found there is read back, each other one appended once trained. With
+    `train=False` nothing trains: each `p` reports its runs recorded for
+    every model, from run 0 up to the first one missing (a `p` without any
+    is left out)."""
     start = time.perf_counter()
     trainers = {kind: Trainer(kind, config) for kind in config.models}
     counts = {k: t.model.count_params() for k, t in trainers.items()}
@@ -1060,6 +1068,8 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
                 for kind in config.models
             }
             missing = {k: trainers[k] for k, v in by_model.items() if v is None}
+            if missing and not train:
+                break
             read_back += len(by_model) - len(missing)
             if missing:
                 for kind, record in train_run(config, p, r, missing):
@@ -1089,6 +1099,9 @@ def run(config: Config, log=print, checkpoint: Path | None = None) -> dict:
                 + ("" if missing else ", read back")
                 + f" ({time.perf_counter() - start:.0f} s)",
             )
+        if not corr:
+            log(f"p={p}: no run recorded for every model")
+            continue
         key = f"{p:g}"
         per_p[key] = {}
         typical[key] = float(
@@ -1674,6 +1687,12 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help="directory"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the JSON and plots from the runs recorded in --output "
+        "(per p, up to --runs); train nothing",
+    )
     args = parser.parse_args(argv)
     for name in integers:
         if name not in ("sine_seed", "seed") and getattr(args, name) < 1:
@@ -1697,6 +1716,8 @@ def main(argv=None) -> dict:
         correlations=tuple(args.correlations),
         models=tuple(args.models),
     )
+    if args.report_only and args.sweep:
+        parser.error("--report-only does not go with --sweep")
     args.output.mkdir(parents=True, exist_ok=True)
     if args.sweep:
         try:
@@ -1717,7 +1738,14 @@ def main(argv=None) -> dict:
         print(f"wrote {path}")
         print(f"wrote {plot_sweep(swept, args.output)}")
         return swept
-    result = run(config, checkpoint=args.output / CHECKPOINT)
+    checkpoint = args.output / CHECKPOINT
+    if args.report_only and not checkpoint.exists():
+        parser.error(f"--report-only: no {checkpoint}")
+    result = run(config, checkpoint=checkpoint, train=not args.report_only)
+    if not result["results"]:
+        parser.error(
+            f"--report-only: no run of this configuration in {checkpoint}"
+        )
     print(format_table(result))
     print(json.dumps(result["findings"], indent=1))
     (args.output / "synthetic.json").write_text(

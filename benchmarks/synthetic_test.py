@@ -878,6 +878,34 @@ def test_early_stopping_reports_each_step_cap_from_the_reported_curves(
     )
 
 
+def test_report_only_reports_the_recorded_runs_and_trains_none(tmp_path):
+    args = ["--runs=3", "--correlations", "0", "0.5", "--models", "mmoe"]
+    args += ["--train-size=64", "--validation-size=16", "--test-size=16"]
+    args += ["--stopping=fixed", "--steps=4", "--eval-every=2"]
+    args += [f"--output={tmp_path}"]
+    with pytest.raises(SystemExit) as exit_:
+        synthetic.main([*args, "--report-only"])  # Nothing recorded yet.
+    assert exit_.value.code == 2
+    whole = synthetic.main(args)
+    path = tmp_path / synthetic.CHECKPOINT
+    lines = path.read_text().splitlines()
+    # Keep p = 0's three runs and p = 0.5's first and third: run 1 of
+    # p = 0.5 is missing, so p = 0.5 reports run 0 only.
+    path.write_text("\n".join([*lines[:4], lines[5]]) + "\n")
+    before = path.read_text()
+    partial = synthetic.main([*args, "--report-only"])
+    assert path.read_text() == before  # Nothing trained.
+    assert partial["checkpoint"]["records_trained"] == 0
+    rows = {p: r["mmoe"]["final_loss"] for p, r in partial["results"].items()}
+    assert rows["0"] == whole["results"]["0"]["mmoe"]["final_loss"]
+    assert rows["0.5"]["n"] == 1
+    assert (
+        rows["0.5"]["mean"]
+        == whole["results"]["0.5"]["mmoe"]["final_losses"][0]
+    )
+    assert (tmp_path / "synthetic_histograms.png").exists()
+
+
 class Killed(Exception):
     pass
 
