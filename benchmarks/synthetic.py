@@ -1302,7 +1302,9 @@ def plot(result: dict, output: Path) -> list[Path]:
     ps = list(by_p)
     models = list(next(iter(by_p.values())))
     config = result["config"]
-    runs = config["runs"]
+    # Runs per p as reported (fewer than `runs` in a partial report).
+    counts = sorted({r[models[0]]["final_loss"]["n"] for r in by_p.values()})
+    runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     early = config["stopping"] == "early"
     linear = result["linear_regression_loss"]
     paths = []
@@ -1387,7 +1389,8 @@ def plot(result: dict, output: Path) -> list[Path]:
             ax.set_title(
                 f"{LABELS[kind]}, p = {p}: fail "
                 f"{fail['fails_to_train']['count']}, far "
-                f"{fail['far_above_typical']['count']} of {runs}",
+                f"{fail['far_above_typical']['count']} of "
+                f"{fail['far_above_typical']['n']}",
                 fontsize=9,
             )
             ax.set_xlabel(

@@ -904,6 +904,9 @@ def test_report_only_reports_the_recorded_runs_and_trains_none(tmp_path):
         == whole["results"]["0.5"]["mmoe"]["final_losses"][0]
     )
     assert (tmp_path / "synthetic_histograms.png").exists()
+    # The failure counts are out of the runs reported.
+    failures = partial["results"]["0.5"]["mmoe"]["failures"]
+    assert failures["far_above_typical"]["n"] == 1
 
 
 class Killed(Exception):
