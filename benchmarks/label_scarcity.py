@@ -304,6 +304,49 @@ def summarize(records, tasks, fractions, bodies, seeds):
     return rows
 
 
+def format_table(summary, task, metric="accuracy"):
+    """A markdown table of `task`'s test `metric`: a row per fraction, a
+    column per body with mean ± SE over the seeds (n), and under each
+    multi-task body its paired difference to the single-task body on the
+    same seeds (bold beyond two standard errors)."""
+    rows = [r for r in summary if r["task"] == task and r["metric"] == metric]
+    bodies = list(dict.fromkeys(r["body"] for r in rows))
+    cell = {(r["fraction"], r["body"]): r for r in rows}
+
+    def mean_se_text(stat):
+        if not stat["n"]:
+            return ""
+        se = f" ± {stat['se']:.4f}" if stat["se"] is not None else ""
+        return f"{stat['mean']:.4f}{se} ({stat['n']})"
+
+    def difference_text(stat):
+        if not stat or not stat["n"]:
+            return ""
+        text = f"{stat['mean']:+.4f}"
+        if stat["se"] is None:
+            return text
+        text += f" ± {stat['se']:.4f}"
+        return f"**{text}**" if abs(stat["mean"]) > 2 * stat["se"] else text
+
+    header = ["labels kept", *(LABELS.get(b, b) for b in bodies)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+    ]
+    for fraction in sorted({r["fraction"] for r in rows}):
+        values = [mean_se_text(cell[fraction, b]) for b in bodies]
+        lines.append(f"| {100 * fraction:g}% | " + " | ".join(values) + " |")
+        differences = [
+            difference_text(cell[fraction, b].get("minus_single_task"))
+            for b in bodies
+        ]
+        if any(differences):
+            lines.append(
+                "| minus single-task | " + " | ".join(differences) + " |"
+            )
+    return "\n".join(lines)
+
+
 def plot(summary, task, path, metric="accuracy", dataset=REVIEWS):
     """The task's `metric` against the fraction (log x), one line per
     body with SE bars, the baseline dashed."""
@@ -506,6 +549,10 @@ def main(argv=None):
     result = report(
         records, cells, args, training, stem, time.perf_counter() - start
     )
+    for task in args.tasks:
+        metric = "auc" if len(classes[task]) == 2 else "accuracy"
+        print(f"{task}, test {metric}:")
+        print(format_table(result["summary"], task, metric))
     print(f"Wrote {args.output / stem}.json and the plots")
     return result
 

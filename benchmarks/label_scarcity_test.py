@@ -270,6 +270,31 @@ def test_summary_means_standard_errors_and_paired_differences():
     assert rows["department", 0.05, "mmoe", "accuracy"]["n"] == 0
 
 
+def test_the_table_gives_each_body_and_its_difference_to_single_task():
+    records = [
+        _record("rating", 0.05, "single_task", 0, rating=0.5),
+        _record("rating", 0.05, "single_task", 1, rating=0.6),
+        _record("rating", 0.05, "mmoe", 0, rating=0.7),
+        _record("rating", 0.05, "mmoe", 1, rating=0.7),
+        _record("rating", 0.1, "mmoe", 0, rating=0.8),
+    ]
+    summary = ls.summarize(
+        {ls.key(r): r for r in records},
+        ("rating",),
+        (0.05, 0.1),
+        ("single_task", "mmoe"),
+        (0, 1),
+    )
+    lines = ls.format_table(summary, "rating").splitlines()
+    assert lines[0] == "| labels kept | Single-task | MMoE | TF-IDF + LR |"
+    assert lines[2] == ("| 5% | 0.5500 ± 0.0500 (2) | 0.7000 ± 0.0000 (2) |  |")
+    # +0.2, +0.1: a mean of 0.15 with an SE of 0.05, beyond 2 SE.
+    assert lines[3] == "| minus single-task |  | **+0.1500 ± 0.0500** |  |"
+    # One seed: no standard error.
+    assert lines[4] == "| 10% |  | 0.8000 (1) |  |"
+    assert len(lines) == 5
+
+
 def test_plots_are_written_for_each_task(tmp_path):
     records = {
         ls.key(r): r
