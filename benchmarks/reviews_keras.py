@@ -35,13 +35,23 @@ def vectorize(texts, max_tokens, sequence_length):
 
 
 def train(
-    args, texts, labels, classes, log=print, tasks=None, body_config=None
+    args,
+    texts,
+    labels,
+    classes,
+    log=print,
+    tasks=None,
+    body_config=None,
+    stopping=None,
 ):
     """-> (model, token ids by split, test metrics by task, fit seconds).
 
     The model has the heads of `tasks` (default: every task of
     `reviews_data.TASKS`) and learns from their labels only.
     `body_config` overrides entries of the body's `BODY_CONFIGS`.
+    `stopping`: the callback that stops training (and chooses the weights
+    the test metrics are of) instead of early stopping on the validation
+    loss with the best weights restored.
     """
     names = list(reviews_data.TASKS if tasks is None else tasks)
     labels = {s: {t: labels[s][t] for t in names} for s in labels}
@@ -77,7 +87,8 @@ def train(
         epochs=args.epochs,
         batch_size=args.batch_size,
         callbacks=[
-            keras.callbacks.EarlyStopping(
+            stopping
+            or keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=args.patience,
                 restore_best_weights=True,
