@@ -304,6 +304,25 @@ def summarize(records, tasks, fractions, bodies, seeds):
     return rows
 
 
+def main_metric(task, classes):
+    """The metric a task is plotted and tabled by: AUC if binary."""
+    return "auc" if len(classes[task]) == 2 else "accuracy"
+
+
+def stat_text(stat, difference=False, count=False):
+    """`mean_se`'s `stat` as "mean ± SE" ("" without values): with a sign
+    and in bold beyond two standard errors for a `difference`, with "(n)"
+    for `count`."""
+    if not stat or not stat["n"]:
+        return ""
+    text = f"{stat['mean']:{'+' if difference else ''}.4f}"
+    if stat["se"] is not None:
+        text += f" ± {stat['se']:.4f}"
+        if difference and abs(stat["mean"]) > 2 * stat["se"]:
+            text = f"**{text}**"
+    return text + (f" ({stat['n']})" if count else "")
+
+
 def format_table(summary, task, metric="accuracy"):
     """A markdown table of `task`'s test `metric`: a row per fraction, a
     column per body with mean ± SE over the seeds (n), and under each
@@ -312,32 +331,18 @@ def format_table(summary, task, metric="accuracy"):
     rows = [r for r in summary if r["task"] == task and r["metric"] == metric]
     bodies = list(dict.fromkeys(r["body"] for r in rows))
     cell = {(r["fraction"], r["body"]): r for r in rows}
-
-    def mean_se_text(stat):
-        if not stat["n"]:
-            return ""
-        se = f" ± {stat['se']:.4f}" if stat["se"] is not None else ""
-        return f"{stat['mean']:.4f}{se} ({stat['n']})"
-
-    def difference_text(stat):
-        if not stat or not stat["n"]:
-            return ""
-        text = f"{stat['mean']:+.4f}"
-        if stat["se"] is None:
-            return text
-        text += f" ± {stat['se']:.4f}"
-        return f"**{text}**" if abs(stat["mean"]) > 2 * stat["se"] else text
-
     header = ["labels kept", *(LABELS.get(b, b) for b in bodies)]
     lines = [
         "| " + " | ".join(header) + " |",
         "| " + " | ".join("---" for _ in header) + " |",
     ]
     for fraction in sorted({r["fraction"] for r in rows}):
-        values = [mean_se_text(cell[fraction, b]) for b in bodies]
+        values = [stat_text(cell[fraction, b], count=True) for b in bodies]
         lines.append(f"| {100 * fraction:g}% | " + " | ".join(values) + " |")
         differences = [
-            difference_text(cell[fraction, b].get("minus_single_task"))
+            stat_text(
+                cell[fraction, b].get("minus_single_task"), difference=True
+            )
             for b in bodies
         ]
         if any(differences):
@@ -439,12 +444,11 @@ def report(records, cells, args, training, stem, wall, plots=True):
     out = args.output / f"{stem}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     for task in args.tasks if plots else ():
-        metric = "auc" if len(args.classes[task]) == 2 else "accuracy"
         plot(
             summary,
             task,
             args.output / f"{stem}_{task}.png",
-            metric=metric,
+            metric=main_metric(task, args.classes),
             dataset=args.dataset,
         )
     return result
@@ -550,7 +554,7 @@ def main(argv=None):
         records, cells, args, training, stem, time.perf_counter() - start
     )
     for task in args.tasks:
-        metric = "auc" if len(classes[task]) == 2 else "accuracy"
+        metric = main_metric(task, classes)
         print(f"{task}, test {metric}:")
         print(format_table(result["summary"], task, metric))
     print(f"Wrote {args.output / stem}.json and the plots")

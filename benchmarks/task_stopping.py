@@ -57,8 +57,15 @@ SUMMED = "val_loss"
 SELECTIONS = ("summed", "per_task")
 QUICK = {"rows": 300, "epochs": 2}
 # Flags that do not change a record.
-NOT_TRAINING = ("output", "bodies", "seeds", "seed", "verbose", "argv")
-NOT_TRAINING += ("report_only",)
+NOT_TRAINING = (
+    "output",
+    "bodies",
+    "seeds",
+    "seed",
+    "verbose",
+    "report_only",
+    "argv",
+)
 
 
 class BestEpochs(keras.callbacks.Callback):
@@ -166,16 +173,9 @@ def summarize(records, bodies, seeds) -> dict:
 def format_table(summary) -> str:
     """A markdown table: per task and body, accuracy (mean ± SE, n) with
     each selection and its difference to single-task, and per task minus
-    summed."""
-
-    def text(stat, sign=""):
-        if not stat["n"]:
-            return ""
-        se = f" ± {stat['se']:.4f}" if stat["se"] is not None else ""
-        return f"{stat['mean']:{sign}.4f}{se}"
-
-    def difference(stat):
-        return text(stat, sign="+")
+    summed (`label_scarcity.stat_text`: differences in bold beyond two
+    standard errors)."""
+    text = label_scarcity.stat_text
 
     lines = [
         "| task | body | summed | minus single-task | per task "
@@ -189,11 +189,16 @@ def format_table(summary) -> str:
                 f"| {task} | {label_scarcity.LABELS.get(body, body)} | "
                 + " | ".join(
                     [
-                        text(row["summed"]) + f" ({row['summed']['n']})",
-                        difference(row["summed"]["minus_single_task"]),
+                        text(row["summed"], count=True),
+                        text(
+                            row["summed"]["minus_single_task"], difference=True
+                        ),
                         text(row["per_task"]),
-                        difference(row["per_task"]["minus_single_task"]),
-                        difference(row["per_task_minus_summed"]),
+                        text(
+                            row["per_task"]["minus_single_task"],
+                            difference=True,
+                        ),
+                        text(row["per_task_minus_summed"], difference=True),
                     ]
                 )
                 + " |"
