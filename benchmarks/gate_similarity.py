@@ -2,6 +2,8 @@
 
     python -m benchmarks.gate_similarity --runs DIR [DIR ...]
         [--synthetic benchmarks/results/synthetic.json] [--output DIR]
+    python -m benchmarks.gate_similarity --pairs-from gate_similarity.json
+        --synthetic FILE
 
 The seed's claim: MMoE's per-task gates learn how much to share, so related
 tasks end with similar gate distributions and unrelated ones with different
@@ -26,6 +28,9 @@ how related the tasks' labels are.
   a negative one.
 - `--synthetic`: a `benchmarks.synthetic` result beside it, MMoE's gate
   divergence per run against the label correlation `p` sets there.
+- `--pairs-from`: instead of `--runs`, the text pairs of an earlier
+  `gate_similarity.json` (their run folders need not exist any more), to
+  redraw the result with another `--synthetic`.
 
 Writes `gate_similarity.json` and `gate_similarity.png` to `--output`
 (default benchmarks/results).
@@ -199,11 +204,16 @@ def synthetic_points(result: dict) -> list[dict]:
 
 
 def measure(runs: list[dict], specs: dict, synthetic: dict | None) -> dict:
-    found = pairs(runs, specs)
+    return summarize(pairs(runs, specs), [r["path"] for r in runs], synthetic)
+
+
+def summarize(found: list[dict], paths: list[str], synthetic: dict | None):
+    """The result of the text pairs `found` (read from the runs at
+    `paths`), and of a synthetic result."""
     mean_js = [p["mean_js_divergence"] for p in found]
     result = {
         "command": "python -m benchmarks.gate_similarity",
-        "runs": [r["path"] for r in runs],
+        "runs": paths,
         "pairs": found,
         "spearman": {
             "cramers_v_vs_js": spearman(
@@ -299,25 +309,40 @@ def format_table(result: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", nargs="+", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--runs", nargs="+")
+    source.add_argument("--pairs-from", type=pathlib.Path)
     parser.add_argument("--suite", default=str(suite.SUITE))
     parser.add_argument("--synthetic", default=None)
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
-    missing = [f for f in args.runs if not pathlib.Path(f).is_dir()]
+    missing = [f for f in args.runs or [] if not pathlib.Path(f).is_dir()]
     if missing:
         parser.error(f"--runs: no such folder: {', '.join(missing)}")
     if args.synthetic and not pathlib.Path(args.synthetic).is_file():
         parser.error(f"--synthetic: no such file: {args.synthetic}")
-    runs = find_runs(args.runs)
-    if not runs:
-        parser.error("--runs: no mmoe_seed<N> run with gate statistics found")
+    if args.pairs_from:
+        try:
+            earlier = json.loads(args.pairs_from.read_text())
+            found, paths = earlier["pairs"], earlier["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--pairs-from: not a gate_similarity.json: {error}")
+    else:
+        runs = find_runs(args.runs)
+        if not runs:
+            parser.error(
+                "--runs: no mmoe_seed<N> run with gate statistics found"
+            )
     synthetic = (
         json.loads(pathlib.Path(args.synthetic).read_text())
         if args.synthetic
         else None
     )
-    result = measure(runs, suite.datasets(pathlib.Path(args.suite)), synthetic)
+    if args.pairs_from:
+        result = summarize(found, paths, synthetic)
+    else:
+        specs = suite.datasets(pathlib.Path(args.suite))
+        result = measure(runs, specs, synthetic)
     output = pathlib.Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "gate_similarity.json").write_text(json.dumps(result, indent=1))

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -91,16 +92,38 @@ def test_main_reads_each_runs_last_trainer_and_the_training_rows(
     assert json.loads((out / "gate_similarity.json").read_text())["pairs"]
     assert (out / "gate_similarity.png").stat().st_size > 0
 
+    # Redrawn from that result alone, the run folders gone, with a
+    # synthetic panel: the same pairs and correlations.
+    shutil.rmtree(runs)
+    synthetic = tmp_path / "synthetic.json"
+    synthetic.write_text(json.dumps(_SYNTHETIC))
+    again = gate_similarity.main(
+        [
+            "--pairs-from",
+            str(out / "gate_similarity.json"),
+            "--synthetic",
+            str(synthetic),
+            "--output",
+            str(tmp_path / "again"),
+        ]
+    )
+    assert again["pairs"] == result["pairs"]
+    assert again["runs"] == result["runs"]
+    assert [p["p"] for p in again["synthetic"]] == [0.5, 1.0]
+    assert (tmp_path / "again" / "gate_similarity.png").stat().st_size > 0
+
+
+_SYNTHETIC = {
+    "gate_js_divergence": {
+        "0.5": {"mean": 0.03, "runs": [0.02, 0.04]},
+        "1": {"mean": 0.01, "runs": [0.01, 0.01]},
+    },
+    "label_correlation": {"0.5": {"mean": 0.3}, "1": {"mean": 0.99}},
+}
+
 
 def test_synthetic_points_per_p():
-    result = {
-        "gate_js_divergence": {
-            "0.5": {"mean": 0.03, "runs": [0.02, 0.04]},
-            "1": {"mean": 0.01, "runs": [0.01, 0.01]},
-        },
-        "label_correlation": {"0.5": {"mean": 0.3}, "1": {"mean": 0.99}},
-    }
-    points = gate_similarity.synthetic_points(result)
+    points = gate_similarity.synthetic_points(_SYNTHETIC)
     assert [p["p"] for p in points] == [0.5, 1.0]
     assert points[0]["label_correlation"] == 0.3
     assert points[0]["js_divergence"] == [0.02, 0.04]
@@ -114,3 +137,12 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         gate_similarity.main(["--runs", str(tmp_path)])
     assert empty.value.code == 2
     assert "no mmoe_seed" in capsys.readouterr().err
+    not_result = tmp_path / "other.json"
+    not_result.write_text("[1, 2]")
+    with pytest.raises(SystemExit) as wrong:
+        gate_similarity.main(["--pairs-from", str(not_result)])
+    assert wrong.value.code == 2
+    assert "--pairs-from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as neither:
+        gate_similarity.main([])
+    assert neither.value.code == 2
