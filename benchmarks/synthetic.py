@@ -670,7 +670,9 @@ class Trainer:
             out["task_best_steps"] = [b * c.eval_every for b in task_best]
             out["task_validation_curves"] = np.array(val_tasks).tolist()
             out["task_test_curves"] = np.array(test_tasks).tolist()
-            out["model_version"] = MODEL_RECORD_VERSION["single_task"]
+        if self.kind in MODEL_RECORD_VERSION:
+            # Under any stopping, so that `Checkpoint` reads it back.
+            out["model_version"] = MODEL_RECORD_VERSION[self.kind]
         return out
 
 
@@ -1037,9 +1039,9 @@ def run(
 ) -> dict:
     """The experiment. `checkpoint`: a `Checkpoint` file; each model's run
     found there is read back, each other one appended once trained. With
-    `train=False` nothing trains: each `p` reports its runs recorded for
-    every model, from run 0 up to the first one missing (a `p` without any
-    is left out)."""
+    `train=False` nothing trains: each `p` reports the models with a
+    recorded run 0 there, their runs from 0 up to the first one missing
+    for any of them (a `p` without any is left out)."""
     start = time.perf_counter()
     trainers = {kind: Trainer(kind, config) for kind in config.models}
     counts = {k: t.model.count_params() for k, t in trainers.items()}
@@ -1055,17 +1057,21 @@ def run(
     length = budget // config.eval_every + 1
     seconds = dict.fromkeys(config.models, 0.0)
     steps_done = dict.fromkeys(config.models, 0)
+    runs_done = dict.fromkeys(config.models, 0)
     per_p, gate_js, label_corr, linear, typical = {}, {}, {}, {}, {}
     lengths = {}
     run_seconds = []
     pooled = typical_models(config.models)
     for p in config.correlations:
-        runs = {kind: [] for kind in config.models}
+        models = config.models
+        if store and not train:
+            models = [k for k in models if store.get(p, 0, k) is not None]
+        runs = {kind: [] for kind in models}
         js, corr, lin = [], [], []
         for r in range(config.runs):
             by_model = {
                 kind: store.get(p, r, kind) if store else None
-                for kind in config.models
+                for kind in models
             }
             missing = {k: trainers[k] for k, v in by_model.items() if v is None}
             if missing and not train:
@@ -1078,12 +1084,13 @@ def run(
                             {"fingerprint": store.fingerprint, **record}
                         )
                     by_model[kind] = record
-            any_record = by_model[config.models[0]]
+            any_record = by_model[models[0]]
             corr.append(any_record["label_correlation"])
             lin.append(any_record["linear_loss"])
             for kind, record in by_model.items():
                 seconds[kind] += record["seconds"]
                 steps_done[kind] += record["steps_trained"]
+                runs_done[kind] += 1
                 runs[kind].append(record)
                 if record["gate_js"] is not None:
                     js.append(record["gate_js"])
@@ -1105,7 +1112,13 @@ def run(
         key = f"{p:g}"
         per_p[key] = {}
         typical[key] = float(
-            np.median([o["final_loss"] for k in pooled for o in runs[k]])
+            np.median(
+                [
+                    o["final_loss"]
+                    for k in typical_models(models)
+                    for o in runs[k]
+                ]
+            )
         )
         paired = paired_rows(
             {k: [o["final_loss"] for o in outs] for k, outs in runs.items()}
@@ -1194,8 +1207,7 @@ def run(
                 "path": str(store.path),
                 "fingerprint": store.fingerprint,
                 "records_read_back": read_back,
-                "records_trained": len(config.models) * len(run_seconds)
-                - read_back,
+                "records_trained": sum(runs_done.values()) - read_back,
                 "note": "timing: each record's seconds from the process "
                 "that trained it; wall_seconds: this process only",
             }
@@ -1205,7 +1217,7 @@ def run(
         "timing": {
             "seconds_per_run": summary(run_seconds),
             "seconds_per_model": {
-                k: seconds[k] / max(1, len(run_seconds)) for k in seconds
+                k: seconds[k] / max(1, runs_done[k]) for k in seconds
             },
             "ms_per_step": {
                 k: 1000 * seconds[k] / max(1, steps_done[k]) for k in seconds
@@ -1300,10 +1312,13 @@ def plot(result: dict, output: Path) -> list[Path]:
     steps = result["steps"]
     by_p = result["results"]
     ps = list(by_p)
-    models = list(next(iter(by_p.values())))
+    # Every model reported at some p, in their order; each p plots its own.
+    models = list(dict.fromkeys(k for r in by_p.values() for k in r))
     config = result["config"]
     # Runs per p as reported (fewer than `runs` in a partial report).
-    counts = sorted({r[models[0]]["final_loss"]["n"] for r in by_p.values()})
+    counts = sorted(
+        {m["final_loss"]["n"] for r in by_p.values() for m in r.values()}
+    )
     runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     early = config["stopping"] == "early"
     linear = result["linear_regression_loss"]
@@ -1320,20 +1335,20 @@ def plot(result: dict, output: Path) -> list[Path]:
     )
     for col, p in enumerate(ps):
         ax = axes[0, col]
-        for kind in models:
+        for kind in by_p[p]:
             curve = by_p[p][kind]["curve"]
             ax.plot(
                 steps, curve["mean"], color=COLORS[kind], label=LABELS[kind]
             )
             ax.plot(steps, curve["median"], color=COLORS[kind], ls="--", lw=1)
         # Zoom on the end of training: the start (loss ~10) is off the top.
-        finals = [by_p[p][k]["final_loss"]["mean"] for k in models]
+        finals = [m["final_loss"]["mean"] for m in by_p[p].values()]
         ax.set_ylim(0, 2.5 * max(finals))
         ax.set_title(f"correlation p = {p}")
         ax.grid(alpha=0.3)
         if early:
             share = axes[1, col]
-            for kind in models:
+            for kind in by_p[p]:
                 share.plot(
                     steps,
                     by_p[p][kind]["curve"]["share_training"],
@@ -1348,7 +1363,11 @@ def plot(result: dict, output: Path) -> list[Path]:
     )
     if early:
         axes[1, 0].set_ylabel("share of runs\nstill training")
-    axes[0, 0].legend(fontsize=8)
+    # One entry per model, from whichever panels show it.
+    handles = {}
+    for ax in axes[0]:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    axes[0, 0].legend(handles.values(), handles.keys(), fontsize=8)
     fig.tight_layout()
     paths.append(output / "synthetic_curves.png")
     fig.savefig(paths[-1], dpi=110)
@@ -1364,12 +1383,16 @@ def plot(result: dict, output: Path) -> list[Path]:
         finals = {
             k: [v for v in by_p[p][k]["final_losses"] if np.isfinite(v)]
             for k in models
+            if k in by_p[p]
         }
         everything = np.concatenate(list(finals.values()))
         # Log-spaced bins: the losses span more than a decade.
         low, high = everything.min(), everything.max()
         bins = np.geomspace(low, high * (1 + 1e-9) + 1e-12, 21)
         for ax, kind in zip(row, models, strict=True):
+            if kind not in finals:
+                ax.axis("off")
+                continue
             ax.hist(finals[kind], bins=bins, color=COLORS[kind])
             ax.set_xscale("log")
             ax.set_xticks(

@@ -909,6 +909,48 @@ def test_report_only_reports_the_recorded_runs_and_trains_none(tmp_path):
     assert failures["far_above_typical"]["n"] == 1
 
 
+def test_report_only_reports_each_p_with_the_models_recorded_there(tmp_path):
+    args = ["--runs=2", "--train-size=64", "--validation-size=16"]
+    args += ["--test-size=16", "--stopping=fixed", "--steps=4"]
+    args += ["--eval-every=2", f"--output={tmp_path}"]
+    shared = synthetic.main(
+        [*args, "--correlations", "0", "0.5", "--models", "mmoe"]
+        + ["shared_bottom"]
+    )
+    single = synthetic.main(
+        [*args, "--correlations", "0", "--models", "single_task"]
+    )
+    both = ["--models", "mmoe", "shared_bottom", "single_task"]
+    report = synthetic.main(
+        [*args, "--correlations", "0", "0.5", *both, "--report-only"]
+    )
+    assert report["checkpoint"]["records_trained"] == 0
+    assert list(report["results"]["0"]) == [
+        "mmoe",
+        "shared_bottom",
+        "single_task",
+    ]
+    assert list(report["results"]["0.5"]) == ["mmoe", "shared_bottom"]
+    assert (
+        report["results"]["0"]["single_task"]["final_loss"]
+        == single["results"]["0"]["single_task"]["final_loss"]
+    )
+    assert (
+        report["results"]["0.5"]["mmoe"]["final_loss"]
+        == shared["results"]["0.5"]["mmoe"]["final_loss"]
+    )
+    # MMoE's run-by-run difference to single-task, where both ran.
+    difference = np.subtract(
+        single["results"]["0"]["single_task"]["final_losses"],
+        shared["results"]["0"]["mmoe"]["final_losses"],
+    )
+    paired = report["results"]["0"]["single_task"]["paired_vs_mmoe"]
+    assert paired["mean"] == pytest.approx(difference.mean())
+    assert report["timing"]["seconds_per_model"]["single_task"] > 0
+    for name in ("synthetic_curves.png", "synthetic_histograms.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
 class Killed(Exception):
     pass
 
