@@ -199,6 +199,29 @@ def test_a_half_written_last_line_is_skipped_and_its_cell_rerun(
     assert calls == []
 
 
+def test_baseline_records_of_an_earlier_version_are_rerun(
+    tmp_path, monkeypatch, small_data
+):
+    calls = []
+    monkeypatch.setattr(ls, "run_cell", _fake_cell(calls))
+    ls.main([*ARGS, "--output", str(tmp_path)])
+    checkpoint = tmp_path / "label_scarcity_cells.jsonl"
+    records = [json.loads(line) for line in checkpoint.read_text().splitlines()]
+    baseline = [r for r in records if r["body"] == ls.BASELINE]
+    assert baseline and all(
+        r["version"] == ls.BASELINE_VERSION for r in baseline
+    )
+    for r in baseline:
+        del r["version"]  # As written before versions.
+    checkpoint.write_text("".join(json.dumps(r) + "\n" for r in records))
+    calls.clear()
+    ls.main([*ARGS, "--output", str(tmp_path)])
+    assert sorted(calls) == sorted(ls.key(r) for r in baseline)
+    # The old lines stay in the file, the new ones after them.
+    lines = checkpoint.read_text().splitlines()
+    assert len(lines) == len(records) + len(baseline)
+
+
 def test_cells_of_other_training_settings_are_refused(
     tmp_path, monkeypatch, small_data
 ):

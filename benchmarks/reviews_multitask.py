@@ -82,8 +82,12 @@ def tfidf_baseline(texts, labels, quick=False, tasks=None):
         keep = y >= 0
         model = LogisticRegression(max_iter=100 if quick else 1000)
         model.fit(x_train[keep], y[keep])
-        p = model.predict_proba(x_test)
-        if p.shape[1] == 2:
+        # One column per class index, 0 for a class the kept training
+        # labels lack (`predict_proba` has columns for `classes_` only).
+        count = 1 + max(int(split[task].max()) for split in labels.values())
+        p = np.zeros((x_test.shape[0], count))
+        p[:, model.classes_] = model.predict_proba(x_test)
+        if count == 2:
             p = p[:, 1:]
         results[task] = evaluation.task_metrics(labels["test"][task], p)
     return results
