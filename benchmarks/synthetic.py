@@ -1366,7 +1366,8 @@ def plot(result: dict, output: Path) -> list[Path]:
     # One entry per model, from whichever panels show it.
     handles = {}
     for ax in axes[0]:
-        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+        shown, names = ax.get_legend_handles_labels()
+        handles.update(zip(names, shown, strict=True))
     axes[0, 0].legend(handles.values(), handles.keys(), fontsize=8)
     fig.tight_layout()
     paths.append(output / "synthetic_curves.png")
