@@ -1,7 +1,8 @@
 """Stopping on the summed validation loss against stopping per task.
 
     python -m benchmarks.task_stopping [--bodies mmoe shared_bottom ...]
-        [--seeds 0 1 2 3 4] [--quick] [--output DIR] [--report-only]
+        [--seeds 0 1 2 3 4] [--thin TASK FRACTION] [--quick] [--output DIR]
+        [--report-only]
 
 A multi-task model trained with early stopping on its validation loss stops
 at the epoch where the sum of the tasks' losses is lowest, and every task
@@ -21,6 +22,10 @@ stops when neither the sum nor any scored task has improved for `patience`
 epochs, or at `epochs`. Each scored task is then measured on the test split
 with both sets of weights. The single-task body trains one model per
 scored task, on that task's labels only; its two selections are the same.
+`--thin department 0.01` keeps that task's labels on 1% of the training
+and validation rows, the draw of `benchmarks.label_scarcity`'s cell of
+the same task, fraction and seed (its thinned cells, with both
+selections); the records then go to `task_stopping_department_1pct*`.
 
 Each finished (body, seed) is appended as one JSON line to
 `task_stopping_runs.jsonl` in `--output` and read back by a rerun with the
@@ -104,6 +109,9 @@ def train_one(args, texts, labels, classes, body, seed) -> dict:
     )
     groups = [(t,) for t in TASKS] if body == SINGLE else [None]
     record = {"body": body, "seed": seed, "tasks": {}, "epochs": []}
+    if args.thin:
+        task, fraction = args.thin
+        labels = label_scarcity.draw(labels, task, fraction, seed)
     for tasks in groups:
         names = list(reviews_data.TASKS if tasks is None else tasks)
         scored = [t for t in TASKS if t in names]
@@ -206,6 +214,20 @@ def format_table(summary) -> str:
     return "\n".join(lines)
 
 
+def thin_setting(parser, task, fraction):
+    """(task, fraction) of `--thin`, or a parser error (exit 2)."""
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = math.nan
+    if task not in TASKS or not 0 < value < 1:
+        parser.error(
+            f"--thin expects a task of {', '.join(TASKS)} and a fraction "
+            f"between 0 and 1 (exclusive); got {task} {fraction}"
+        )
+    return [task, value]  # As JSON reads it back.
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -226,8 +248,17 @@ def main(argv=None) -> dict:
         action="store_true",
         help="write the JSON from the runs recorded so far; train nothing",
     )
+    parser.add_argument(
+        "--thin",
+        nargs=2,
+        metavar=("TASK", "FRACTION"),
+        help="keep TASK's labels on FRACTION (0 < FRACTION < 1) of the "
+        "training and validation rows",
+    )
     reviews_keras.add_training_args(parser)
     args = parser.parse_args(argv)
+    if args.thin:
+        args.thin = thin_setting(parser, *args.thin)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if SINGLE not in args.bodies:
         args.bodies.append(SINGLE)  # The reference of every difference.
@@ -239,7 +270,10 @@ def main(argv=None) -> dict:
         k: v for k, v in sorted(vars(args).items()) if k not in NOT_TRAINING
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    stem = "task_stopping_quick" if args.quick else "task_stopping"
+    stem = "task_stopping"
+    if args.thin:
+        stem += f"_{args.thin[0]}_{args.thin[1] * 100:g}pct"
+    stem += "_quick" if args.quick else ""
     path = args.output / f"{stem}_runs.jsonl"
     records = {
         (r["body"], r["seed"]): r

@@ -105,3 +105,43 @@ def test_quick_run_scores_both_selections_and_resumes(tmp_path):
     again = ts.main(argv)
     assert again["records"] == result["records"]
     assert (tmp_path / "task_stopping_quick_runs.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "thin",
+    [["rating", "1.0"], ["rating", "0"], ["color", "0.1"], ["rating", "x"]],
+)
+def test_thin_rejects_a_bad_task_or_fraction_before_loading(thin, capsys):
+    with pytest.raises(SystemExit) as stop:
+        ts.main(["--thin", *thin, "--output", "/nonexistent/never"])
+    assert stop.value.code == 2
+    assert "--thin expects a task of rating, department" in (
+        capsys.readouterr().err
+    )
+
+
+def test_thin_trains_on_the_label_scarcity_draw(tmp_path, monkeypatch):
+    seen = []
+    train = ts.reviews_keras.train
+
+    def spy(args, texts, labels, classes, **kwargs):
+        seen.append({s: (labels[s]["department"] >= 0).sum() for s in labels})
+        return train(args, texts, labels, classes, **kwargs)
+
+    monkeypatch.setattr(ts.reviews_keras, "train", spy)
+    small = ["--max-tokens", "300", "--sequence-length", "16"]
+    small += ["--embedding-dim", "8", "--wide-buckets", "1000"]
+    argv = ["--quick", "--bodies", "mmoe", "--seeds", "0"]
+    argv += ["--thin", "department", "0.5", "--output", str(tmp_path), *small]
+    result = ts.main(argv)
+    full = ts.reviews_multitask.head(*ts.reviews_data.load()[:2], 300)[1]
+    drawn = ts.label_scarcity.draw(full, "department", 0.5, 0)
+    expected = {s: (drawn[s]["department"] >= 0).sum() for s in drawn}
+    assert expected["train"] < (full["train"]["department"] >= 0).sum()
+    assert expected["test"] == (full["test"]["department"] >= 0).sum()
+    assert seen and all(counts == expected for counts in seen)
+    assert result["training"]["thin"] == ["department", 0.5]
+    assert (tmp_path / "task_stopping_department_50pct_quick.json").exists()
+    calls = len(seen)
+    assert ts.main(argv)["records"] == result["records"]  # Read back.
+    assert len(seen) == calls
